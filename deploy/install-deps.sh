@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package eesplit needs to build, test, train and benchmark.
+# Idempotent: installs only what is missing, and runs `apt-get update` at most once.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config git
+  # C++ libraries
+  libeigen3-dev libflatbuffers-dev flatbuffers-compiler
+  libboost-dev libboost-system-dev
+  libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libzstd-dev
+  libopenblas-dev libopenblas0-pthread
+  # fuzzing (clang + libFuzzer)
+  clang-14 libclang-rt-14-dev
+  # Python: training, export, peer benchmarks, plots
+  python3 python3-torch python3-numpy python3-matplotlib python3-onnx
+  # data
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all Debian packages present"
+fi
+
+# Node.js + npm (ONNX Runtime peer, SpamAssassin corpus): the machine image may ship its own;
+# use Debian's only where none is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends nodejs npm
+fi
