@@ -15,11 +15,11 @@
 
 namespace ee::model {
 
-class Weights;
+class SafeTensors;
 class EncoderLayer;
 class ExitHead;
 class Embeddings;
-struct Workspace;
+class Workspace;
 
 // Token ids for a batch of text inputs, padded to one length (filled by the tokenizer in common/text).
 struct TokenBatch {
@@ -34,8 +34,11 @@ class MultiExitModel {
  public:
   // Loads <dir>/config.json and <dir>/model.safetensors; throws ModelError naming the bad file/tensor.
   static std::shared_ptr<const MultiExitModel> load(const std::filesystem::path& dir);
-  MultiExitModel(Config config, std::shared_ptr<const Weights> weights, std::string hash);
+  // Builds the model from an opened weights file; throws ModelError on any missing, extra or misshapen tensor.
+  MultiExitModel(Config config, std::shared_ptr<const SafeTensors> weights, std::string hash);
   ~MultiExitModel();
+  MultiExitModel(const MultiExitModel&) = delete;
+  MultiExitModel& operator=(const MultiExitModel&) = delete;
 
   const Config& config() const { return config_; }
   int num_layers() const { return config_.num_hidden_layers; }
@@ -57,10 +60,10 @@ class MultiExitModel {
 
  private:
   Config config_;
-  std::shared_ptr<const Weights> weights_;
+  std::shared_ptr<const SafeTensors> weights_;  // the layers hold views into it
   std::string hash_;
   std::unique_ptr<Embeddings> embeddings_;
-  std::vector<EncoderLayer> layers_;
+  std::vector<std::unique_ptr<EncoderLayer>> layers_;  // layer i (1-based) at [i - 1]
   std::vector<std::unique_ptr<ExitHead>> exits_;  // indexed by layer (1..L); null where no exit
 };
 

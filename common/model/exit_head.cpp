@@ -1,0 +1,34 @@
+#include "common/model/exit_head.hpp"
+
+namespace ee::model {
+
+ExitHead::ExitHead(const Config& c, WeightLoader& w, int layer)
+    : classifier_{w.get("exits." + std::to_string(layer) + ".classifier.weight", {c.num_labels(), c.hidden_size}),
+                  w.vec("exits." + std::to_string(layer) + ".classifier.bias", c.num_labels())} {
+  const std::string p = "exits." + std::to_string(layer) + ".";
+  if (c.early_exit.head == ExitHeadKind::layernorm) {
+    norm_.emplace(LayerNorm{w.vec(p + "layernorm.weight", c.hidden_size), w.vec(p + "layernorm.bias", c.hidden_size),
+                            c.layer_norm_eps});
+  } else {
+    pooler_.emplace(Linear{w.get(p + "pooler.dense.weight", {c.hidden_size, c.hidden_size}),
+                           w.vec(p + "pooler.dense.bias", c.hidden_size)});
+  }
+}
+
+Matrix ExitHead::forward(const Hidden& h, Workspace& ws) const {
+  const Eigen::Index hidden = h.x.cols();
+  MatrixMap cls = ws.get(Workspace::cls, h.batch(), hidden);
+  for (int b = 0; b < h.batch(); ++b) cls.row(b) = h.x.row(static_cast<Eigen::Index>(b) * h.tokens);
+  MatrixMap features = ws.get(Workspace::pooled, h.batch(), hidden);
+  if (norm_) {
+    (*norm_)(cls, features);
+  } else {
+    (*pooler_)(cls, features);
+    features = features.array().tanh().matrix();
+  }
+  Matrix logits(h.batch(), classifier_.out_features());
+  classifier_(features, logits);
+  return logits;
+}
+
+}  // namespace ee::model
