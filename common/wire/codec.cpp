@@ -1,0 +1,399 @@
+#include "common/wire/codec.hpp"
+
+#include <fmt/format.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+
+#include "schemas/split_protocol_generated.h"
+
+namespace ee::wire {
+namespace {
+
+template <typename E>
+constexpr auto raw(E e) {
+  return static_cast<std::underlying_type_t<E>>(e);
+}
+
+template <typename E>
+constexpr int num(E e) {
+  return static_cast<int>(e);
+}
+
+// Arguments are plain values, so the message is only built when a check fails.
+template <typename... Args>
+void check(bool ok, const char* field, fmt::format_string<Args...> format, Args&&... args) {
+  if (!ok) throw WireError(field, fmt::format(format, std::forward<Args>(args)...));
+}
+
+// ---- zstd --------------------------------------------------------------------------------------------
+
+struct ZstdFree {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+  void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+};
+
+// Contexts are reused per thread: creating one costs more than compressing a hidden state.
+ZSTD_CCtx* cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, ZstdFree> ctx(ZSTD_createCCtx());
+  if (!ctx) throw std::bad_alloc();
+  return ctx.get();
+}
+
+ZSTD_DCtx* dctx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, ZstdFree> ctx(ZSTD_createDCtx());
+  if (!ctx) throw std::bad_alloc();
+  return ctx.get();
+}
+
+std::vector<std::byte> zstd_compress(std::span<const std::byte> in, int level) {
+  std::vector<std::byte> out(ZSTD_compressBound(in.size()));
+  const std::size_t n = ZSTD_compressCCtx(cctx(), out.data(), out.size(), in.data(), in.size(), level);
+  if (ZSTD_isError(n)) throw WireError("activation.payload", fmt::format("zstd: {}", ZSTD_getErrorName(n)));
+  out.resize(n);
+  return out;
+}
+
+// `raw_size` comes from the checked shape, never from the frame, so a small frame cannot make us allocate
+// more than one legitimate hidden state.
+std::vector<std::byte> zstd_decompress(std::span<const uint8_t> in, std::size_t raw_size) {
+  const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR)
+    throw WireError("activation.payload", "zstd frame header is invalid or declares no content size");
+  check(declared == raw_size, "activation.payload", "zstd frame declares {} bytes, the shape needs {}", declared,
+        raw_size);
+  const std::size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
+  check(!ZSTD_isError(frame) && frame == in.size(), "activation.payload",
+        "is not exactly one zstd frame ({} bytes)", in.size());
+  std::vector<std::byte> out(raw_size);
+  const std::size_t n = ZSTD_decompressDCtx(dctx(), out.data(), out.size(), in.data(), in.size());
+  if (ZSTD_isError(n)) throw WireError("activation.payload", fmt::format("zstd: {}", ZSTD_getErrorName(n)));
+  check(n == raw_size, "activation.payload", "inflates to {} bytes, the shape needs {}", n, raw_size);
+  return out;
+}
+
+// ---- encode ------------------------------------------------------------------------------------------
+
+Encoded finish(flatbuffers::FlatBufferBuilder& fbb, fb::Message type, flatbuffers::Offset<void> message) {
+  fbb.Finish(fb::CreateEnvelope(fbb, type, message), fb::EnvelopeIdentifier());
+  return Encoded(fbb.Release());
+}
+
+template <typename E, typename F>
+std::vector<F> cast_enums(const std::vector<E>& in) {
+  std::vector<F> out;
+  out.reserve(in.size());
+  for (E e : in) out.push_back(static_cast<F>(raw(e)));
+  return out;
+}
+
+// ---- decode ------------------------------------------------------------------------------------------
+
+bool known(fb::DType d) { return d >= fb::DType::MIN && d <= fb::DType::MAX; }
+bool known(fb::Compression c) { return c >= fb::Compression::MIN && c <= fb::Compression::MAX; }
+bool known(fb::Status s) { return s >= fb::Status::MIN && s <= fb::Status::MAX; }
+
+std::string text(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+Hello decode_hello(const fb::Hello& m) {
+  Hello h;
+  h.protocol_version = m.protocol_version();
+  h.model_id = text(m.model_id());
+  h.model_hash = text(m.model_hash());
+  parse_sha256_hex(h.model_hash);
+  // Capabilities a newer peer adds are skipped, not refused: the intersection is what gets used.
+  if (m.dtypes())
+    for (fb::DType d : *m.dtypes())
+      if (known(d)) h.dtypes.push_back(static_cast<DType>(raw(d)));
+  if (m.compressions())
+    for (fb::Compression c : *m.compressions())
+      if (known(c)) h.compressions.push_back(static_cast<Compression>(raw(c)));
+  h.max_frame_bytes = m.max_frame_bytes();
+  return h;
+}
+
+Result decode_result(const fb::Result& m, const Limits& limits) {
+  Result r;
+  r.request_id = m.request_id();
+  check(known(m.status()), "result.status", "{} is not a known status", num(m.status()));
+  r.status = static_cast<Status>(raw(m.status()));
+  r.error = text(m.error());
+  r.exit_layer = m.exit_layer();
+  r.cloud_compute = std::chrono::microseconds(m.cloud_compute_us());
+  r.label = m.label();
+  if (m.probabilities()) r.probabilities.assign(m.probabilities()->begin(), m.probabilities()->end());
+  if (r.status != Status::ok) return r;  // a failure carries no answer to check
+  check(r.exit_layer >= 1 && r.exit_layer <= limits.num_layers, "result.exit_layer",
+        "{} is outside 1..{}", r.exit_layer, limits.num_layers);
+  check(r.label >= 0 && r.label < limits.num_labels, "result.label",
+        "{} is outside 0..{}", r.label, limits.num_labels - 1);
+  check(r.probabilities.size() == static_cast<std::size_t>(limits.num_labels), "result.probabilities",
+        "{} values for {} labels", r.probabilities.size(), limits.num_labels);
+  for (std::size_t i = 0; i < r.probabilities.size(); ++i)
+    check(std::isfinite(r.probabilities[i]) && r.probabilities[i] >= 0.0f && r.probabilities[i] <= 1.0f,
+          "result.probabilities", "[{}] = {} is not in [0, 1]", i, r.probabilities[i]);
+  return r;
+}
+
+Close decode_close(const fb::Close& m) {
+  check(known(m.status()), "close.status", "{} is not a known status", num(m.status()));
+  return Close{static_cast<Status>(raw(m.status())), text(m.reason())};
+}
+
+bool all_finite_f16(std::span<const std::byte> data) {
+  // An f16 is inf or NaN exactly when its 5 exponent bits are all ones.
+  const auto* h = reinterpret_cast<const uint16_t*>(data.data());
+  const std::size_t n = data.size() / 2;
+  bool ok = true;
+  for (std::size_t i = 0; i < n; ++i) ok &= (h[i] & 0x7C00u) != 0x7C00u;
+  return ok;
+}
+
+}  // namespace
+
+// Builds Activations; the only code allowed to, so every Activation has passed these checks.
+class ActivationDecoder {
+ public:
+  static Activation decode(const fb::Activation& m, const Limits& limits) {
+    Activation a;
+    a.request_id_ = m.request_id();
+    a.split_layer_ = m.split_layer();
+    a.tokens_ = m.tokens();
+    a.hidden_ = m.hidden();
+    a.deadline_ = std::chrono::microseconds(m.deadline_us());
+    check_hash(m, limits);
+    check(a.split_layer_ < limits.num_layers, "activation.split_layer",
+          "{} leaves no layer to run (the model has {})", a.split_layer_, limits.num_layers);
+    check(a.hidden_ == limits.hidden_size, "activation.hidden",
+          "{} differs from the model's hidden_size {}", a.hidden_, limits.hidden_size);
+    check(a.tokens_ >= 1 && a.tokens_ <= limits.max_tokens, "activation.tokens",
+          "{} is outside 1..{}", a.tokens_, limits.max_tokens);
+    check(known(m.dtype()), "activation.dtype", "{} is not a known dtype", num(m.dtype()));
+    check(known(m.compression()), "activation.compression", "{} is not a known compression",
+          num(m.compression()));
+    a.dtype_ = static_cast<DType>(raw(m.dtype()));
+    a.compression_ = static_cast<Compression>(raw(m.compression()));
+    decode_scales(m, a);
+    decode_payload(m, a);
+    return a;
+  }
+
+ private:
+  static void check_hash(const fb::Activation& m, const Limits& limits) {
+    if (!m.model_hash()) throw WireError("activation.model_hash", "is missing");
+    Sha256 got;
+    std::copy(m.model_hash()->bytes()->begin(), m.model_hash()->bytes()->end(), got.begin());
+    if (got != limits.model_hash)
+      throw WireError("activation.model_hash",
+                      fmt::format("{} differs from this model's {}", to_hex(got), to_hex(limits.model_hash)));
+  }
+
+  static void decode_scales(const fb::Activation& m, Activation& a) {
+    const std::size_t n = m.scales() ? m.scales()->size() : 0;
+    const std::size_t want = a.dtype_ == DType::i8 ? static_cast<std::size_t>(a.tokens_) : 0;
+    check(n == want, "activation.scales",
+          "{} scales for dtype {} and {} tokens", n, to_string(a.dtype_), a.tokens_);
+    if (n == 0) return;
+    a.scales_.assign(m.scales()->begin(), m.scales()->end());
+    for (std::size_t i = 0; i < n; ++i)
+      check(std::isfinite(a.scales_[i]) && a.scales_[i] >= 0.0f, "activation.scales",
+            "[{}] = {} is not a finite scale >= 0", i, a.scales_[i]);
+  }
+
+  static void decode_payload(const fb::Activation& m, Activation& a) {
+    const std::size_t want = payload_bytes(a.tokens_, a.hidden_, a.dtype_);
+    if (!m.payload()) throw WireError("activation.payload", "is missing");
+    const std::span<const uint8_t> bytes(m.payload()->data(), m.payload()->size());
+    a.wire_bytes_ = bytes.size();
+    if (a.compression_ == Compression::zstd) {
+      a.payload_ = zstd_decompress(bytes, want);
+    } else {
+      check(bytes.size() == want, "activation.payload",
+            "{} bytes, {} x {} {} needs {}", bytes.size(), a.tokens_, a.hidden_, to_string(a.dtype_), want);
+      const auto view = std::as_bytes(bytes);
+      a.payload_.assign(view.begin(), view.end());
+    }
+    check_values_finite(a);
+  }
+
+  // A NaN or inf would spread through attention into every token's answer; refuse it at the door.
+  static void check_values_finite(const Activation& a) {
+    const auto& data = a.payload_;
+    bool ok = true;
+    if (a.dtype_ == DType::f32)
+      ok = Eigen::Map<const Eigen::ArrayXf>(reinterpret_cast<const float*>(data.data()),
+                                            static_cast<Eigen::Index>(data.size() / 4))
+               .allFinite();
+    else if (a.dtype_ == DType::f16)
+      ok = all_finite_f16(data);
+    check(ok, "activation.payload", "holds a non-finite value");
+  }
+};
+
+std::string_view to_string(Compression c) {
+  switch (c) {
+    case Compression::none: return "none";
+    case Compression::zstd: return "zstd";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Status s) {
+  switch (s) {
+    case Status::ok: return "ok";
+    case Status::bad_request: return "bad_request";
+    case Status::model_mismatch: return "model_mismatch";
+    case Status::version_mismatch: return "version_mismatch";
+    case Status::deadline_exceeded: return "deadline_exceeded";
+    case Status::overloaded: return "overloaded";
+    case Status::internal: return "internal";
+    case Status::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+Sha256 parse_sha256_hex(std::string_view hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  const std::string_view shown = hex.substr(0, 80);
+  check(hex.size() == 64, "model_hash", "'{}' is not 64 hex digits", shown);
+  Sha256 out;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    check(hi >= 0 && lo >= 0, "model_hash", "'{}' is not 64 hex digits", shown);
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+std::string to_hex(const Sha256& hash) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(64);
+  for (uint8_t b : hash) {
+    s.push_back(kDigits[b >> 4]);
+    s.push_back(kDigits[b & 15]);
+  }
+  return s;
+}
+
+Encoded encode(const Hello& hello) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const auto dtypes = cast_enums<DType, fb::DType>(hello.dtypes);
+  const auto compressions = cast_enums<Compression, fb::Compression>(hello.compressions);
+  const auto m = fb::CreateHelloDirect(fbb, hello.protocol_version, hello.model_id.c_str(),
+                                       hello.model_hash.c_str(), &dtypes, &compressions, hello.max_frame_bytes);
+  return finish(fbb, fb::Message::Hello, m.Union());
+}
+
+Encoded encode(const Result& result) {
+  flatbuffers::FlatBufferBuilder fbb(128 + result.error.size() + 4 * result.probabilities.size());
+  const auto m = fb::CreateResultDirect(
+      fbb, result.request_id, static_cast<fb::Status>(raw(result.status)),
+      result.error.empty() ? nullptr : result.error.c_str(), result.label, &result.probabilities,
+      static_cast<uint16_t>(result.exit_layer), static_cast<uint32_t>(result.cloud_compute.count()));
+  return finish(fbb, fb::Message::Result, m.Union());
+}
+
+Encoded encode(const Close& close) {
+  flatbuffers::FlatBufferBuilder fbb(64 + close.reason.size());
+  const auto m = fb::CreateCloseDirect(fbb, static_cast<fb::Status>(raw(close.status)), close.reason.c_str());
+  return finish(fbb, fb::Message::Close, m.Union());
+}
+
+Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const EncodeOptions& options) {
+  // The schema stores shapes as uint16: refuse what would wrap rather than send a wrong shape.
+  check(rows.rows() >= 1 && rows.rows() <= 0xFFFF, "activation.tokens", "{} is outside 1..65535", rows.rows());
+  check(rows.cols() >= 1 && rows.cols() <= 0xFFFF, "activation.hidden", "{} is outside 1..65535", rows.cols());
+  check(meta.split_layer >= 0 && meta.split_layer <= 0xFFFF, "activation.split_layer", "{} is outside 0..65535",
+        meta.split_layer);
+  check(meta.deadline.count() >= 0, "activation.deadline_us", "{} is negative", meta.deadline.count());
+  const int tokens = static_cast<int>(rows.rows()), hidden = static_cast<int>(rows.cols());
+  const std::size_t raw_bytes = payload_bytes(tokens, hidden, options.dtype);
+
+  flatbuffers::FlatBufferBuilder fbb(raw_bytes + 4 * static_cast<std::size_t>(tokens) + 128);
+  float* scales_ptr = nullptr;
+  flatbuffers::Offset<flatbuffers::Vector<float>> scales;
+  if (options.dtype == DType::i8) scales = fbb.CreateUninitializedVector(tokens, &scales_ptr);
+  const std::span<float> scale_span(scales_ptr, options.dtype == DType::i8 ? tokens : 0);
+
+  flatbuffers::Offset<flatbuffers::Vector<uint8_t>> payload;
+  if (options.compression == Compression::zstd) {
+    std::vector<std::byte> plain(raw_bytes);
+    quantize(rows, options.dtype, plain, scale_span);
+    const auto packed = zstd_compress(plain, options.zstd_level);
+    payload = fbb.CreateVector(reinterpret_cast<const uint8_t*>(packed.data()), packed.size());
+  } else {
+    // Quantize straight into the message: no intermediate copy on the common path.
+    uint8_t* out = nullptr;
+    payload = fbb.CreateUninitializedVector(raw_bytes, &out);
+    quantize(rows, options.dtype, std::as_writable_bytes(std::span(out, raw_bytes)), scale_span);
+  }
+
+  const fb::Sha256 hash(flatbuffers::span<const uint8_t, 32>(meta.model_hash.data(), 32));
+  fb::ActivationBuilder b(fbb);
+  b.add_request_id(meta.request_id);
+  b.add_deadline_us(static_cast<uint64_t>(meta.deadline.count()));
+  b.add_model_hash(&hash);
+  b.add_split_layer(static_cast<uint16_t>(meta.split_layer));
+  b.add_tokens(static_cast<uint16_t>(tokens));
+  b.add_hidden(static_cast<uint16_t>(hidden));
+  b.add_dtype(static_cast<fb::DType>(raw(options.dtype)));
+  b.add_compression(static_cast<fb::Compression>(raw(options.compression)));
+  if (options.dtype == DType::i8) b.add_scales(scales);
+  b.add_payload(payload);
+  return finish(fbb, fb::Message::Activation, b.Finish().Union());
+}
+
+void Activation::decode_into(RowsRef out) const {
+  if (out.cols() != hidden_ || out.rows() < tokens_)
+    throw std::invalid_argument(fmt::format("Activation::decode_into: block is {} x {}, needs >= {} x {}",
+                                            out.rows(), out.cols(), tokens_, hidden_));
+  dequantize(payload_, scales_, dtype_, out.topRows(tokens_));
+  out.bottomRows(out.rows() - tokens_).setZero();
+}
+
+Message decode(std::span<const uint8_t> frame, const Limits& limits) {
+  check(frame.size() <= limits.max_frame_bytes, "frame",
+        "{} bytes exceeds the limit of {}", frame.size(), limits.max_frame_bytes);
+  check(frame.size() >= 8 && fb::EnvelopeBufferHasIdentifier(frame.data()), "frame",
+        "is not an eesplit message (identifier EESP missing, {} bytes)", frame.size());
+  // Depth and table counts are small in this schema; tight bounds make hostile nesting fail fast.
+  flatbuffers::Verifier verifier(frame.data(), frame.size(), /*max_depth=*/8, /*max_tables=*/16);
+  check(fb::VerifyEnvelopeBuffer(verifier), "frame", "fails FlatBuffers verification ({} bytes)", frame.size());
+  const fb::Envelope& env = *fb::GetEnvelope(frame.data());
+  switch (env.message_type()) {
+    case fb::Message::Hello: return decode_hello(*env.message_as_Hello());
+    case fb::Message::Activation: return ActivationDecoder::decode(*env.message_as_Activation(), limits);
+    case fb::Message::Result: return decode_result(*env.message_as_Result(), limits);
+    case fb::Message::Close: return decode_close(*env.message_as_Close());
+    case fb::Message::NONE: break;
+  }
+  throw WireError("envelope.message", fmt::format("type {} is empty or unknown", num(env.message_type())));
+}
+
+model::Hidden stack(std::span<const Activation> batch) {
+  if (batch.empty()) throw WireError("batch", "is empty");
+  model::Hidden h;
+  h.depth = batch.front().split_layer();
+  int hidden = batch.front().hidden();
+  for (const Activation& a : batch) {
+    check(a.split_layer() == h.depth, "batch.split_layer",
+          "mixes layers {} and {}", h.depth, a.split_layer());
+    check(a.hidden() == hidden, "batch.hidden", "mixes {} and {}", hidden, a.hidden());
+    h.tokens = std::max(h.tokens, a.tokens());
+    h.lengths.push_back(a.tokens());
+  }
+  h.x.resize(static_cast<Eigen::Index>(batch.size()) * h.tokens, hidden);
+  for (int b = 0; b < h.batch(); ++b) batch[static_cast<std::size_t>(b)].decode_into(h.sample(b));
+  return h;
+}
+
+}  // namespace ee::wire

@@ -1,0 +1,159 @@
+#pragma once
+// Encoding and decoding of the edge <-> cloud messages (schemas/split_protocol.fbs). Decoding never trusts
+// the bytes: the FlatBuffers verifier runs first, then every field is checked against the receiver's
+// model (Limits) before anything is sized from it, and any failure is a WireError naming the field.
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "common/model/config.hpp"
+#include "common/model/hidden.hpp"
+#include "common/wire/error.hpp"
+#include "common/wire/quantize.hpp"
+
+namespace ee::wire {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+// Large enough for a BERT-base hidden state (512 x 768 f32 = 1.5 MiB) with room for the envelope.
+inline constexpr std::size_t kDefaultMaxFrameBytes = 4u << 20;
+
+// Values match the enums in schemas/split_protocol.fbs.
+enum class Compression : uint8_t { none = 0, zstd = 1 };
+enum class Status : uint8_t {
+  ok = 0,
+  bad_request = 1,
+  model_mismatch = 2,
+  version_mismatch = 3,
+  deadline_exceeded = 4,
+  overloaded = 5,
+  internal = 6,
+  shutdown = 7,
+};
+std::string_view to_string(Compression c);
+std::string_view to_string(Status s);
+
+using Sha256 = std::array<uint8_t, 32>;
+Sha256 parse_sha256_hex(std::string_view hex);  // 64 hex digits; throws WireError("model_hash", ...)
+std::string to_hex(const Sha256& hash);
+
+// What a receiver accepts; every size in a message is checked against these before it is used.
+struct Limits {
+  int hidden_size = 0;
+  int max_tokens = 0;
+  int num_layers = 0;
+  int num_labels = 0;
+  Sha256 model_hash{};
+  std::size_t max_frame_bytes = kDefaultMaxFrameBytes;
+
+  // model_hash_hex: MultiExitModel::hash().
+  static Limits for_model(const model::Config& config, std::string_view model_hash_hex) {
+    return Limits{config.hidden_size, config.max_tokens(), config.num_hidden_layers, config.num_labels(),
+                  parse_sha256_hex(model_hash_hex)};
+  }
+};
+
+struct Hello {
+  uint16_t protocol_version = kProtocolVersion;
+  std::string model_id;
+  std::string model_hash;  // hex
+  std::vector<DType> dtypes;
+  std::vector<Compression> compressions;
+  uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
+};
+
+struct Result {
+  uint64_t request_id = 0;
+  Status status = Status::ok;
+  std::string error;
+  int label = -1;
+  std::vector<float> probabilities;
+  int exit_layer = 0;
+  std::chrono::microseconds cloud_compute{0};
+};
+
+struct Close {
+  Status status = Status::shutdown;
+  std::string reason;
+};
+
+// Everything about an offloaded sample except its hidden state.
+struct ActivationMeta {
+  uint64_t request_id = 0;
+  Sha256 model_hash{};
+  int split_layer = 0;
+  std::chrono::microseconds deadline{0};  // time left when sent; 0 = none
+};
+
+struct EncodeOptions {
+  DType dtype = DType::i8;
+  Compression compression = Compression::none;
+  int zstd_level = 1;  // the payload is small and latency-bound: the fastest level compresses about as well
+};
+
+// A finished FlatBuffers buffer, ready to be framed: span() is the bytes to send.
+class Encoded {
+ public:
+  explicit Encoded(flatbuffers::DetachedBuffer buffer) : buffer_(std::move(buffer)) {}
+  std::span<const uint8_t> span() const { return {buffer_.data(), buffer_.size()}; }
+  std::size_t size() const { return buffer_.size(); }
+
+ private:
+  flatbuffers::DetachedBuffer buffer_;
+};
+
+Encoded encode(const Hello& hello);
+Encoded encode(const Result& result);
+Encoded encode(const Close& close);
+// Encodes the rows of one sample's hidden state: pass only its valid tokens (rows x hidden_size).
+Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const EncodeOptions& options);
+
+// A decoded, fully checked Activation. It owns its payload (one copy of at most one hidden state), so the
+// frame buffer can be reused for the next read while this waits in a batch queue.
+class Activation {
+ public:
+  uint64_t request_id() const { return request_id_; }
+  int split_layer() const { return split_layer_; }
+  int tokens() const { return tokens_; }
+  int hidden() const { return hidden_; }
+  DType dtype() const { return dtype_; }
+  Compression compression() const { return compression_; }
+  std::chrono::microseconds deadline() const { return deadline_; }
+  // Bytes the payload occupied in the frame (after compression).
+  std::size_t wire_bytes() const { return wire_bytes_; }
+
+  // Dequantizes into the first tokens() rows of `out` and zero-fills the rest (padding). out.cols() must be
+  // hidden() and out.rows() >= tokens(); throws std::invalid_argument otherwise. Decoding straight into a
+  // batch's row block is what lets the cloud stack requests without another copy.
+  void decode_into(RowsRef out) const;
+
+ private:
+  friend class ActivationDecoder;  // the only way to make one: through the checks in codec.cpp
+  Activation() = default;
+  uint64_t request_id_ = 0;
+  int split_layer_ = 0, tokens_ = 0, hidden_ = 0;
+  DType dtype_ = DType::f32;
+  Compression compression_ = Compression::none;
+  std::chrono::microseconds deadline_{0};
+  std::size_t wire_bytes_ = 0;
+  std::vector<float> scales_;
+  std::vector<std::byte> payload_;  // uncompressed: tokens x hidden elements of dtype
+};
+
+using Message = std::variant<Hello, Activation, Result, Close>;
+
+// Verifies one frame and checks every field against `limits`; throws WireError naming the bad field.
+Message decode(std::span<const uint8_t> frame, const Limits& limits);
+
+// Stacks activations that share one split layer into a batch (what the cloud runs), padded to the longest
+// sample. Throws WireError if the split layers or hidden sizes differ.
+model::Hidden stack(std::span<const Activation> batch);
+
+}  // namespace ee::wire
