@@ -11,6 +11,8 @@ packages=(
   libboost-dev libboost-system-dev
   libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libzstd-dev
+  # Unicode tables for the WordPiece tokenizer (common/text/unicode.hpp says why ICU)
+  libicu-dev
   libopenblas-dev libopenblas0-pthread
   # fuzzing (clang + libFuzzer)
   clang-14 libclang-rt-14-dev
