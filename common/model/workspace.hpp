@@ -23,7 +23,9 @@ class Workspace {
   }
 
  private:
-  std::array<std::vector<float>, kSlots> buffers_;
+  // Aligned like Eigen's own matrices: GEMM results then do not depend on where a buffer happens to start,
+  // so the edge and the cloud compute bit-identical hidden states.
+  std::array<std::vector<float, Eigen::aligned_allocator<float>>, kSlots> buffers_;
 };
 
 }  // namespace ee::model

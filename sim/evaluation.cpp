@@ -1,0 +1,46 @@
+#include "sim/evaluation.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/model/workspace.hpp"
+
+namespace ee::sim {
+
+AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDataset& data, int batch,
+                            const Progress& progress) {
+  AllExits out;
+  out.confidences.resize(data.size());
+  model::Workspace ws;
+  for (int first = 0; first < data.size(); first += batch) {
+    const int n = std::min(batch, data.size() - first);
+    model::Hidden h = data.embed(first, n);
+    for (int layer : model.config().early_exit.exit_layers) {
+      model.run_layers(h, layer, ws);
+      const model::Matrix logits = model.exit_logits(h, layer, ws);
+      for (int b = 0; b < n; ++b) {
+        out.confidences[first + b].push_back(exits::confidence(std::span(logits.row(b).data(), logits.cols())));
+      }
+    }
+    if (progress) progress(first + n, data.size());
+  }
+  return out;
+}
+
+RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
+                      int batch, const Progress& progress) {
+  RuleRun run{rule, batch, {}, 0};
+  run.results.resize(data.size());
+  model::Workspace ws;
+  for (int first = 0; first < data.size(); first += batch) {
+    const int n = std::min(batch, data.size() - first);
+    const auto start = std::chrono::steady_clock::now();
+    exits::EarlyExitRun r = exits::run_with_exits(model, data.embed(first, n), model.num_layers(), rule, ws);
+    run.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (int b = 0; b < n; ++b) run.results[first + b] = *r.results[b];
+    if (progress) progress(first + n, data.size());
+  }
+  return run;
+}
+
+}  // namespace ee::sim

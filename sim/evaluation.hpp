@@ -1,0 +1,43 @@
+#pragma once
+// Offline evaluation of a multi-exit model over a dataset: every exit on every sample (per-exit accuracy,
+// and the raw material for scheduler traces), and real early-exit runs under an exit rule.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/exits/confidence.hpp"
+#include "common/exits/early_exit.hpp"
+#include "common/model/multi_exit_model.hpp"
+
+namespace ee::sim {
+
+// A labelled dataset as the model sees it: `embed(first, count)` turns samples [first, first + count)
+// into a hidden state at depth 0 (images and text alike).
+struct EvalDataset {
+  std::string name;
+  std::vector<int> labels;
+  std::vector<std::string> groups;  // optional per-sample group (e.g. easy / hard mail); empty if none
+  std::function<model::Hidden(int first, int count)> embed;
+  int size() const { return static_cast<int>(labels.size()); }
+};
+
+// Called with (done, total) as samples finish.
+using Progress = std::function<void(int done, int total)>;
+
+// confidences[sample][k]: the k-th exit head (config().early_exit.exit_layers[k]) on that sample.
+struct AllExits {
+  std::vector<std::vector<exits::Confidence>> confidences;
+};
+AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDataset& data, int batch,
+                            const Progress& progress = {});
+
+struct RuleRun {
+  exits::ExitRule rule;
+  int batch = 1;
+  std::vector<exits::ExitResult> results;  // per sample
+  double seconds = 0;                      // wall time of embedding + layers + exits
+};
+RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
+                      int batch, const Progress& progress = {});
+
+}  // namespace ee::sim

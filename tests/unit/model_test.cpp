@@ -1,0 +1,102 @@
+// The C++ runtime against PyTorch: golden vectors exported by models/train/export_vit.py hold a few test
+// inputs with PyTorch's hidden state after the embeddings and after every layer, and every exit's logits.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/model/multi_exit_model.hpp"
+#include "common/model/safetensors.hpp"
+#include "common/model/workspace.hpp"
+
+namespace ee::model {
+namespace {
+
+std::filesystem::path model_dir() {
+  const char* dir = std::getenv("EE_TEST_VIT_DIR");  // lets a freshly trained model be checked before commit
+  return dir ? std::filesystem::path(dir) : std::filesystem::path(EE_SOURCE_DIR) / "models/fmnist-vit";
+}
+
+// max |a - b| / max |b|: elementwise relative error is meaningless where PyTorch's value is ~0.
+double relative_error(const Matrix& ours, const Matrix& torch) {
+  return (ours - torch).cwiseAbs().maxCoeff() / std::max(1e-12f, torch.cwiseAbs().maxCoeff());
+}
+
+class VitGolden : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model = MultiExitModel::load(model_dir());
+    golden = SafeTensors::open(model_dir() / "golden.safetensors");
+    pixels = golden->copy<uint8_t>("input.pixels", "U8");
+    batch = static_cast<int>(golden->at("input.pixels").shape[0]);
+  }
+  Matrix golden_hidden(int depth) const {
+    const auto& t = golden->at("hidden." + std::to_string(depth));
+    return golden->f32("hidden." + std::to_string(depth), t.shape).reshaped<Eigen::RowMajor>(t.shape[0] * t.shape[1], t.shape[2]);
+  }
+  Matrix golden_logits(int layer) const {
+    const auto& t = golden->at("logits." + std::to_string(layer));
+    return golden->f32("logits." + std::to_string(layer), t.shape);
+  }
+
+  std::shared_ptr<const MultiExitModel> model;
+  std::shared_ptr<const SafeTensors> golden;
+  std::vector<uint8_t> pixels;
+  int batch = 0;
+  Workspace ws;
+};
+
+TEST_F(VitGolden, EveryLayerAndExitMatchesPyTorch) {
+  ASSERT_GE(batch, 2);
+  Hidden h = model->embed_images(pixels, batch);
+  EXPECT_LE(relative_error(h.x, golden_hidden(0)), 1e-4) << "embeddings";
+  for (int layer = 1; layer <= model->num_layers(); ++layer) {
+    model->run_layers(h, layer, ws);
+    EXPECT_LE(relative_error(h.x, golden_hidden(layer)), 1e-4) << "hidden state after layer " << layer;
+    EXPECT_LE(relative_error(model->exit_logits(h, layer, ws), golden_logits(layer)), 1e-4) << "exit " << layer;
+  }
+}
+
+TEST_F(VitGolden, SplitAtAnyLayerGivesTheSameAnswerAsOneRun) {
+  Hidden whole = model->embed_images(pixels, batch);
+  model->run_layers(whole, model->num_layers(), ws);
+  for (int split = 0; split <= model->num_layers(); ++split) {
+    Hidden edge = model->embed_images(pixels, batch);
+    model->run_layers(edge, split, ws);
+    Hidden cloud = edge;  // what crosses the wire
+    Workspace cloud_ws;
+    model->run_layers(cloud, model->num_layers(), cloud_ws);
+    EXPECT_EQ(cloud.x, whole.x) << "split " << split;
+  }
+}
+
+TEST_F(VitGolden, BatchOfManyEqualsOneAtATime) {
+  Hidden all = model->embed_images(pixels, batch);
+  model->run_layers(all, model->num_layers(), ws);
+  const Matrix logits = model->exit_logits(all, model->num_layers(), ws);
+  const size_t per_image = pixels.size() / batch;
+  for (int b = 0; b < batch; ++b) {
+    Hidden one = model->embed_images(std::span(pixels).subspan(b * per_image, per_image), 1);
+    model->run_layers(one, model->num_layers(), ws);
+    EXPECT_LE((one.x - all.sample(b)).cwiseAbs().maxCoeff(), 1e-5) << "sample " << b;
+    EXPECT_LE((model->exit_logits(one, model->num_layers(), ws) - logits.row(b)).cwiseAbs().maxCoeff(), 1e-5);
+  }
+}
+
+TEST_F(VitGolden, RejectsImpossibleRequests) {
+  Hidden h = model->embed_images(pixels, batch);
+  EXPECT_THROW(model->run_layers(h, model->num_layers() + 1, ws), ModelError);
+  EXPECT_THROW(model->exit_logits(h, 1, ws), ModelError);  // depth 0, exit 1 needs depth 1
+  model->run_layers(h, 2, ws);
+  EXPECT_THROW(model->run_layers(h, 1, ws), ModelError);  // layers never run backwards
+  EXPECT_THROW(model->embed_images(std::span(pixels).first(100), 1), ModelError);
+  EXPECT_THROW(model->embed_tokens(TokenBatch{}), ModelError);  // an image model takes no text
+}
+
+TEST_F(VitGolden, HashIsStableAndNamesTheContent) {
+  EXPECT_EQ(model->hash().size(), 64u);
+  EXPECT_EQ(MultiExitModel::load(model_dir())->hash(), model->hash());
+}
+
+}  // namespace
+}  // namespace ee::model
