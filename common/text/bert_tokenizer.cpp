@@ -45,6 +45,24 @@ BertTokenizer BertTokenizer::load(const std::filesystem::path& dir, int max_leng
   return BertTokenizer(Vocab::load(dir / "vocab.txt"), options);
 }
 
+BertTokenizer BertTokenizer::for_model(const std::filesystem::path& dir, const model::Config& config) {
+  if (config.architecture != model::Architecture::bert)
+    throw TokenizerError(dir.string() + ": model type '" + config.model_type + "' takes no text");
+  BertTokenizer t = load(dir);
+  const auto vocab_file = (dir / "vocab.txt").string();
+  if (t.vocab().size() != config.vocab_size)
+    throw TokenizerError(vocab_file + " has " + std::to_string(t.vocab().size()) + " tokens but config.json says vocab_size " +
+                         std::to_string(config.vocab_size));
+  if (t.vocab().pad_id() != config.pad_token_id)
+    throw TokenizerError(vocab_file + ": [PAD] is token " + std::to_string(t.vocab().pad_id()) +
+                         " but config.json says pad_token_id " + std::to_string(config.pad_token_id));
+  t.options_.max_length = std::min(t.options_.max_length, config.max_position_embeddings);
+  if (t.options_.max_length < 3)
+    throw TokenizerError(dir.string() + ": max_position_embeddings " + std::to_string(config.max_position_embeddings) +
+                         " leaves no room for text");
+  return t;
+}
+
 std::vector<int32_t> BertTokenizer::piece_ids(std::string_view text, size_t limit) const {
   std::vector<int32_t> ids;
   basic_.for_each_word(text, [&](const CodePoints& word) {

@@ -42,6 +42,10 @@ class BertTokenizer {
   // tokenize_chinese_chars, model_max_length). max_length > 0 overrides model_max_length; the default
   // without either is 512.
   static BertTokenizer load(const std::filesystem::path& dir, int max_length = 0);
+  // The tokenizer of a text model directory, checked against the model's config: vocab.txt must hold
+  // exactly config.vocab_size tokens with [PAD] at pad_token_id, and max_length is capped at
+  // max_position_embeddings. Throws TokenizerError naming the mismatch.
+  static BertTokenizer for_model(const std::filesystem::path& dir, const model::Config& config);
 
   Encoding encode(std::string_view text) const;
   // HF's "longest_first" truncation for pairs, as the fast tokenizer does it: with M the length left

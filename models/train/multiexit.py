@@ -163,3 +163,85 @@ def vit_tensors(model):
     for i in model.exit_layers:
         out.update(exit_head_tensors(i, model.exits[str(i)]))
     return out
+
+
+class TextEmbeddings(nn.Module):
+    """BERT: word + position + token type embeddings, then LayerNorm (dropout omitted: inference order)."""
+
+    def __init__(self, vocab, positions, types, hidden, eps):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, hidden)
+        self.position_embeddings = nn.Embedding(positions, hidden)
+        self.token_type_embeddings = nn.Embedding(types, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
+
+    def forward(self, input_ids, token_type_ids):
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None] + \
+            self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x)
+
+
+class MultiExitBert(nn.Module):
+    """Post-LN BERT encoder with a pooler-style exit head (dense -> tanh -> classifier on [CLS]) after each
+    exit layer. Padding keys are masked with -inf, so padded rows never change real tokens' values."""
+
+    def __init__(self, cfg, dropout=0.0):
+        super().__init__()
+        h, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+        self.embeddings = TextEmbeddings(cfg["vocab_size"], cfg["max_position_embeddings"],
+                                         cfg["type_vocab_size"], h, eps)
+        self.layers = nn.ModuleList(
+            EncoderLayer(h, cfg["num_attention_heads"], cfg["intermediate_size"], eps, pre_ln=False)
+            for _ in range(cfg["num_hidden_layers"]))
+        ee = cfg["early_exit"]
+        self.exit_layers = ee["exit_layers"]
+        self.exits = nn.ModuleDict({str(i): ExitHead(h, len(ee["labels"]), eps, "pooler") for i in self.exit_layers})
+        self.dropout = nn.Dropout(dropout)  # training only: after embeddings and every layer
+
+    def forward(self, input_ids, token_type_ids, lengths, keep_hidden=False):
+        """lengths: real tokens per sample. Returns ({exit layer: logits}, [hidden after embeddings, ...])."""
+        mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
+        x = self.dropout(self.embeddings(input_ids, token_type_ids))
+        hidden = [x] if keep_hidden else None
+        logits = {}
+        for i, layer in enumerate(self.layers, start=1):
+            x = self.dropout(layer(x, mask))
+            if keep_hidden:
+                hidden.append(x)
+            if i in self.exit_layers:
+                logits[i] = self.exits[str(i)](x)
+        return logits, hidden
+
+
+def bert_tensors(model):
+    """eesplit's names for a MultiExitBert: HF BERT names for the encoder, exits.K.* for the heads."""
+    e = model.embeddings
+    out = {
+        "bert.embeddings.word_embeddings.weight": e.word_embeddings.weight,
+        "bert.embeddings.position_embeddings.weight": e.position_embeddings.weight,
+        "bert.embeddings.token_type_embeddings.weight": e.token_type_embeddings.weight,
+        "bert.embeddings.LayerNorm.weight": e.LayerNorm.weight,
+        "bert.embeddings.LayerNorm.bias": e.LayerNorm.bias,
+    }
+    for n, layer in enumerate(model.layers):
+        out.update(encoder_layer_tensors(f"bert.encoder.layer.{n}", layer))
+    for i in model.exit_layers:
+        out.update(exit_head_tensors(i, model.exits[str(i)]))
+    return out
+
+
+def load_bert_tensors(model, tensors):
+    """Inverse of bert_tensors: copies a {name: tensor} dict in our format into `model`; every tensor must
+    be present with the right shape, and no tensor may be left over."""
+    own = bert_tensors(model)
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise ValueError(f"tensor names do not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    with torch.no_grad():
+        for name, param in own.items():
+            src = tensors[name]
+            if tuple(src.shape) != tuple(param.shape):
+                raise ValueError(f"{name}: shape {tuple(src.shape)}, model wants {tuple(param.shape)}")
+            param.copy_(src.to(param.dtype))
