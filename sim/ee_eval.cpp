@@ -12,6 +12,7 @@
 #include "common/model/multi_exit_model.hpp"
 #include "sim/dataset.hpp"
 #include "sim/evaluation.hpp"
+#include "sim/text_dataset.hpp"
 
 namespace {
 
@@ -66,6 +67,24 @@ nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset
     const double acc = percent(correct, n);
     j["per_exit_accuracy"][std::to_string(layers[k])] = acc;
     std::printf("  %-6d %8.2f%%\n", layers[k], acc);
+  }
+  if (!data.groups.empty()) {
+    std::map<std::string, std::vector<int>> members;
+    for (int s = 0; s < n; ++s) members[data.groups[s]].push_back(s);
+    std::printf("  per group:%*s", 3, "");
+    for (int layer : layers) std::printf(" exit %-3d", layer);
+    std::printf("\n");
+    for (const auto& [g, idx] : members) {
+      std::printf("  %-12s", g.c_str());
+      for (size_t k = 0; k < layers.size(); ++k) {
+        int correct = 0;
+        for (int s : idx) correct += all.confidences[s][k].label == data.labels[s];
+        const double acc = percent(correct, static_cast<double>(idx.size()));
+        j["per_group_per_exit_accuracy"][g][std::to_string(layers[k])] = acc;
+        std::printf(" %7.2f%%", acc);
+      }
+      std::printf("  (%zu samples)\n", idx.size());
+    }
   }
   const double final_acc = j["per_exit_accuracy"][std::to_string(L)];
 
@@ -131,10 +150,13 @@ int main(int argc, char** argv) {
   std::string labels = (sim::kFashionMnistDir / "t10k-labels-idx1-ubyte.gz").string();
   std::vector<std::string> rules = {"max_prob:0.9"};
   int batch = 1, limit = 0;
-  std::string json_out;
+  std::string json_out, text;
   app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")->capture_default_str();
   app.add_option("--images", images, "IDX images file (gzip or raw)")->capture_default_str();
   app.add_option("--labels", labels, "IDX labels file (gzip or raw)")->capture_default_str();
+  app.add_option("--text", text,
+                 "text models: JSONL file of {\"text\", \"label\", \"group\"} records, tokenized with the model's "
+                 "vocab.txt (default: <model>/sample/test_sample.jsonl)");
   app.add_option("-r,--rule", rules,
                  "exit rule, repeatable: max_prob:T | entropy:T | margin:T | patience:K")
       ->capture_default_str();
@@ -153,7 +175,10 @@ int main(int argc, char** argv) {
     std::printf("model %s: %s, %d layers, hidden %d, exits after %zu layers, hash %.12s\n", model_dir.c_str(),
                 c.model_type.c_str(), c.num_hidden_layers, c.hidden_size, c.early_exit.exit_layers.size(),
                 model->hash().c_str());
-    const sim::EvalDataset data = image_dataset(*model, images, labels, limit);
+    if (c.architecture == model::Architecture::bert && text.empty()) text = model_dir + "/sample/test_sample.jsonl";
+    const sim::EvalDataset data = c.architecture == model::Architecture::bert
+                                      ? sim::text_eval_dataset(*model, model_dir, text, limit)
+                                      : image_dataset(*model, images, labels, limit);
     std::printf("dataset %s: %d samples\n", data.name.c_str(), data.size());
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 
