@@ -369,6 +369,9 @@ Message decode(std::span<const uint8_t> frame, const Limits& limits) {
   flatbuffers::Verifier verifier(frame.data(), frame.size(), /*max_depth=*/8, /*max_tables=*/16);
   check(fb::VerifyEnvelopeBuffer(verifier), "frame", "fails FlatBuffers verification ({} bytes)", frame.size());
   const fb::Envelope& env = *fb::GetEnvelope(frame.data());
+  // The verifier accepts a union whose type is set but whose table is absent (found by the fuzzer).
+  if (!env.message())
+    throw WireError("envelope.message", fmt::format("type {} has no table", num(env.message_type())));
   switch (env.message_type()) {
     case fb::Message::Hello: return decode_hello(*env.message_as_Hello());
     case fb::Message::Activation: return ActivationDecoder::decode(*env.message_as_Activation(), limits);

@@ -430,6 +430,16 @@ TEST(Frame, RejectsForeignIdentifierAndEmptyEnvelope) {
   expect_wire_error([&] { decode(foreign, test_limits()); }, "frame", "identifier");
 }
 
+TEST(Frame, RejectsAUnionTypeWithoutItsTable) {
+  // Shape of the first crash the fuzzer found: message_type = Close, message offset absent.
+  flatbuffers::FlatBufferBuilder fbb;
+  fb::EnvelopeBuilder b(fbb);
+  b.add_message_type(fb::Message::Close);
+  fbb.Finish(b.Finish(), fb::EnvelopeIdentifier());
+  const std::vector<uint8_t> frame(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  expect_wire_error([&] { decode(frame, test_limits()); }, "envelope.message", "type 4 has no table");
+}
+
 // ---- control messages --------------------------------------------------------------------------------
 
 TEST(Hello, RoundTrips) {
