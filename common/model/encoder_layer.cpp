@@ -1,6 +1,8 @@
 #include "common/model/encoder_layer.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace ee::model {
 namespace {
@@ -33,6 +35,18 @@ LayerNorm layer_norm(WeightLoader& w, const std::string& name, int64_t size, flo
   return {w.vec(name + "weight", size), w.vec(name + "bias", size), eps};
 }
 
+// Below this many FLOPs a layer runs on one thread: a join costs about a microsecond, a 17-token ViT layer
+// (~1.8 MFLOP) takes ~30 us in all, and its 64-column GEMMs do not split into useful pieces.
+constexpr double kMinParallelFlops = 4e6;
+
+// [first, last) of part `part` of `parts` equal shares of n, share sizes rounded up to `align` (GEMM
+// column slices stay whole SIMD vectors).
+std::pair<Eigen::Index, Eigen::Index> share(Eigen::Index n, int part, int parts, Eigen::Index align) {
+  const Eigen::Index chunk = ((n + parts - 1) / parts + align - 1) / align * align;
+  const Eigen::Index first = std::min(n, part * chunk);
+  return {first, std::min(n, first + chunk)};
+}
+
 }  // namespace
 
 EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
@@ -41,8 +55,9 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       pre_ln_(c.architecture == Architecture::vit),
       qkv_weight_(3 * c.hidden_size, c.hidden_size),
       qkv_bias_(3 * c.hidden_size),
-      qkv_{ConstMatrixMap(qkv_weight_.data(), qkv_weight_.rows(), qkv_weight_.cols()),
-           ConstVectorMap(qkv_bias_.data(), qkv_bias_.size())},
+      query_(linear(w, names_for(c, index).self + "query.", c.hidden_size, c.hidden_size)),
+      key_(linear(w, names_for(c, index).self + "key.", c.hidden_size, c.hidden_size)),
+      value_(linear(w, names_for(c, index).self + "value.", c.hidden_size, c.hidden_size)),
       attention_output_(linear(w, layer_prefix(c, index) + "attention.output.dense.", c.hidden_size,
                                c.hidden_size)),
       intermediate_(linear(w, layer_prefix(c, index) + "intermediate.dense.", c.intermediate_size,
@@ -50,41 +65,123 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       output_(linear(w, layer_prefix(c, index) + "output.dense.", c.hidden_size, c.intermediate_size)),
       ln1_(layer_norm(w, names_for(c, index).ln1, c.hidden_size, c.layer_norm_eps)),
       ln2_(layer_norm(w, names_for(c, index).ln2, c.hidden_size, c.layer_norm_eps)) {
-  const int64_t h = c.hidden_size;
-  const LayerNames n = names_for(c, index);
-  const char* parts[] = {"query.", "key.", "value."};
-  for (int i = 0; i < 3; ++i) {
-    const Linear part = linear(w, n.self + parts[i], h, h);
-    qkv_weight_.middleRows(i * h, h) = part.weight;
-    qkv_bias_.segment(i * h, h) = part.bias;
+  const Eigen::Index d = head_dim_;
+  const Linear* parts[] = {&query_, &key_, &value_};
+  for (int head = 0; head < heads_; ++head) {
+    for (int i = 0; i < 3; ++i) {
+      qkv_weight_.middleRows((3 * head + i) * d, d) = parts[i]->weight.middleRows(head * d, d);
+      qkv_bias_.segment((3 * head + i) * d, d) = parts[i]->bias.segment(head * d, d);
+    }
   }
 }
 
 void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
+  const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), inner_size = intermediate_.out_features();
+  if (rows == 0) return;
+  float* x = h.x.data();
+  float* normed = ws.get(Workspace::normed, rows, hidden).data();
+  const float* context = ws.get(Workspace::context, rows, hidden).data();
+  float* inner = ws.get(Workspace::intermediate, rows, inner_size).data();
+  ws.get(Workspace::qkv, rows, 3 * hidden);  // sized here: attention_heads runs on the pool
+  const Gemm g = ws.options().gemm;
+  const double flops = 2.0 * static_cast<double>(rows) * hidden * (4 * hidden + 2 * inner_size);
+  const bool parallel = ws.threads() > 1 && flops >= kMinParallelFlops;
+  // Runs phase(part, parts) on every thread, or once on this one; returning is the join.
+  auto each = [&](auto&& phase) {
+    if (parallel) {
+      ws.run([&](int i) { phase(i, ws.threads()); });
+    } else {
+      phase(0, 1);
+    }
+  };
+  // Row shares for LayerNorm, column shares for GEMMs: a thread then reads all of A and only its slice of
+  // the weights, which dominate the bytes moved at small batch.
+  auto norm = [&](const LayerNorm& ln, float* out) {
+    each([&](int i, int n) {
+      const auto [r0, r1] = share(rows, i, n, 1);
+      ln.rows(x, hidden, out, hidden, r0, r1);
+    });
+  };
+  // y[:, slice] = a W[slice]^T + b[slice] + (residual ? y[:, slice] : 0)
+  auto project = [&](const Linear& l, const float* a, Eigen::Index k, float* y, Eigen::Index n, bool residual) {
+    each([&](int i, int parts) {
+      const auto [c0, c1] = share(n, i, parts, 16);
+      gemm_nt(g, rows, c1 - c0, k, a, k, l.weight.data() + c0 * k, k, residual ? 1.0f : 0.0f, y + c0, n);
+      add_bias(y, n, rows, l.bias.data(), c0, c1);
+    });
+  };
+
+  if (pre_ln_) norm(ln1_, normed);
+  const float* attention_in = pre_ln_ ? normed : x;
+  each([&](int i, int n) { attention_heads(attention_in, h, ws, i, n); });
+  project(attention_output_, context, hidden, x, hidden, true);
+  if (pre_ln_) {
+    norm(ln2_, normed);
+  } else {
+    norm(ln1_, x);
+  }
+  const float* ffn_in = pre_ln_ ? normed : x;
+  each([&](int i, int n) {
+    const auto [c0, c1] = share(inner_size, i, n, 16);
+    gemm_nt(g, rows, c1 - c0, hidden, ffn_in, hidden, intermediate_.weight.data() + c0 * hidden, hidden, 0.0f,
+            inner + c0, inner_size);
+    add_bias_gelu(inner, inner_size, rows, intermediate_.bias.data(), c0, c1);
+  });
+  project(output_, inner, inner_size, x, hidden, true);
+  if (!pre_ln_) norm(ln2_, x);
+}
+
+void EncoderLayer::attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts) const {
+  const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), t = h.tokens, d = head_dim_, ld = 3 * hidden;
+  const auto [first, last] = share(heads_, part, parts, 1);
+  if (first == last) return;
+  const Gemm g = ws.options().gemm;
+  float* qkv = ws.get(Workspace::qkv, rows, ld).data();  // no growth here: forward() sized it
+  float* context = ws.get(Workspace::context, rows, hidden).data();
+  gemm_nt(g, rows, 3 * d * (last - first), hidden, in, hidden, qkv_weight_.data() + 3 * d * first * hidden, hidden,
+          0.0f, qkv + 3 * d * first, ld);
+  add_bias(qkv, ld, rows, qkv_bias_.data(), 3 * d * first, 3 * d * last);
+  // Each head reads its Q, K and V in place (row stride 3H) and writes its context columns in place.
+  float* scores = ws.scratch(part, t, t).data();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int b = 0; b < h.batch(); ++b) {
+    const Eigen::Index keys = h.lengths[b];  // padding keys are masked out
+    for (Eigen::Index head = first; head < last; ++head) {
+      const float* q = qkv + b * t * ld + 3 * d * head;
+      gemm_nt(g, t, keys, d, q, ld, q + d, ld, 0.0f, scores, keys);
+      softmax_scaled(scores, keys, t, keys, scale);
+      gemm_nn(g, t, d, keys, scores, keys, q + 2 * d, ld, context + b * t * hidden + head * d, hidden);
+    }
+  }
+}
+
+void EncoderLayer::forward_reference(Hidden& h, Workspace& ws) const {
   const Eigen::Index rows = h.x.rows(), hidden = h.x.cols();
   MatrixMap branch = ws.get(Workspace::projected, rows, hidden);
   if (pre_ln_) {
     MatrixMap normed = ws.get(Workspace::normed, rows, hidden);
     ln1_(h.x, normed);
-    attention(normed, h, ws, branch);
+    attention_reference(normed, h, ws, branch);
     h.x += branch;
     ln2_(h.x, normed);
-    feed_forward(normed, ws, branch);
+    feed_forward_reference(normed, ws, branch);
     h.x += branch;
   } else {
-    attention(h.x, h, ws, branch);
+    attention_reference(h.x, h, ws, branch);
     h.x += branch;
     ln1_(h.x, h.x);
-    feed_forward(h.x, ws, branch);
+    feed_forward_reference(h.x, ws, branch);
     h.x += branch;
     ln2_(h.x, h.x);
   }
 }
 
-void EncoderLayer::attention(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const {
+void EncoderLayer::attention_reference(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const {
   const Eigen::Index rows = x.rows(), hidden = x.cols(), t = h.tokens, d = head_dim_;
   MatrixMap qkv = ws.get(Workspace::qkv, rows, 3 * hidden);
-  qkv_(x, qkv);
+  query_(x, qkv.leftCols(hidden));
+  key_(x, qkv.middleCols(hidden, hidden));
+  value_(x, qkv.rightCols(hidden));
   MatrixMap context = ws.get(Workspace::context, rows, hidden);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int b = 0; b < h.batch(); ++b) {
@@ -102,7 +199,7 @@ void EncoderLayer::attention(const ConstRef& x, const Hidden& h, Workspace& ws, 
   attention_output_(context, out);
 }
 
-void EncoderLayer::feed_forward(const ConstRef& x, Workspace& ws, Ref out) const {
+void EncoderLayer::feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const {
   MatrixMap inner = ws.get(Workspace::intermediate, x.rows(), intermediate_.out_features());
   intermediate_(x, inner);
   gelu(inner);

@@ -18,19 +18,27 @@ class EncoderLayer {
   EncoderLayer(const EncoderLayer&) = delete;
   EncoderLayer& operator=(const EncoderLayer&) = delete;
 
-  // Applies the layer to every sample of h in place (h.depth is the caller's to advance).
+  // Applies the layer to every sample of h in place (h.depth is the caller's to advance), on up to
+  // ws.threads() threads. Allocates nothing once ws has seen a batch this large.
   void forward(Hidden& h, Workspace& ws) const;
+  // The same layer op by op with Eigen expressions, as multiexit.py writes it: the yardstick that tests
+  // hold forward() to, and the baseline of the speed ablation. Single-threaded.
+  void forward_reference(Hidden& h, Workspace& ws) const;
 
  private:
-  void attention(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const;
-  void feed_forward(const ConstRef& x, Workspace& ws, Ref out) const;
+  // Phases of forward(); `part` of `parts` is the share of one thread.
+  void attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts) const;
+  void attention_reference(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const;
+  void feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const;
 
   int heads_, head_dim_;
   bool pre_ln_;
-  // Q, K and V fused into one [3H, H] projection at load: one GEMM instead of three.
+  // Q, K and V fused into one [3H, H] projection at load, ordered head by head (q_0 k_0 v_0 q_1 ...): a
+  // thread that owns heads a..b computes their Q, K and V with one GEMM over contiguous weight rows and
+  // goes straight on to their attention, with no join in between.
   Matrix qkv_weight_;
   Vector qkv_bias_;
-  Linear qkv_, attention_output_, intermediate_, output_;
+  Linear query_, key_, value_, attention_output_, intermediate_, output_;
   LayerNorm ln1_, ln2_;
 };
 

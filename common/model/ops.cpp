@@ -1,8 +1,21 @@
 #include "common/model/ops.hpp"
 
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 
 namespace ee::model {
+namespace {
+
+using Stride = Eigen::OuterStride<>;
+using ConstStrided = Eigen::Map<const Matrix, 0, Stride>;
+using Strided = Eigen::Map<Matrix, 0, Stride>;
+
+blasint blas_int(Eigen::Index v) { return static_cast<blasint>(v); }
+
+}  // namespace
 
 void Linear::operator()(const ConstRef& x, Ref y) const {
   y.noalias() = x * weight.transpose();
@@ -20,6 +33,12 @@ void LayerNorm::operator()(const ConstRef& x, Ref y) const {
   }
 }
 
+void LayerNorm::rows(const float* x, Eigen::Index ldx, float* y, Eigen::Index ldy, Eigen::Index first,
+                     Eigen::Index last) const {
+  const Eigen::Index n = weight.size();
+  (*this)(ConstStrided(x + first * ldx, last - first, n, Stride(ldx)), Strided(y + first * ldy, last - first, n, Stride(ldy)));
+}
+
 void gelu(Ref x) {
   x = x.unaryExpr([](float v) { return 0.5f * v * (1.0f + std::erf(v * static_cast<float>(M_SQRT1_2))); });
 }
@@ -29,6 +48,84 @@ void softmax_rows(Ref x) {
     auto row = x.row(r).array();
     row = (row - row.maxCoeff()).exp();
     row /= row.sum();
+  }
+}
+
+void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
+             const float* b, Eigen::Index ldb, float beta, float* c, Eigen::Index ldc) {
+  if (m == 0 || n == 0) return;
+  if (g == Gemm::blas) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(m), blas_int(n), blas_int(k), 1.0f, a,
+                blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+    return;
+  }
+  Strided out(c, m, n, Stride(ldc));
+  const auto product = ConstStrided(a, m, k, Stride(lda)) * ConstStrided(b, n, k, Stride(ldb)).transpose();
+  if (beta == 0.0f) {
+    out.noalias() = product;
+  } else {
+    out *= beta;
+    out.noalias() += product;
+  }
+}
+
+void gemm_nn(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
+             const float* b, Eigen::Index ldb, float* c, Eigen::Index ldc) {
+  if (m == 0 || n == 0) return;
+  if (g == Gemm::blas) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), 1.0f, a,
+                blas_int(lda), b, blas_int(ldb), 0.0f, c, blas_int(ldc));
+    return;
+  }
+  Strided(c, m, n, Stride(ldc)).noalias() = ConstStrided(a, m, k, Stride(lda)) * ConstStrided(b, k, n, Stride(ldb));
+}
+
+void blas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+float erf_fast(float v) {
+  const float x = v < -4.0f ? -4.0f : (v > 4.0f ? 4.0f : v);  // erf is +-1 in float beyond +-4
+  const float x2 = x * x;
+  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = x2 * p + -2.10102402082508e-06f;
+  p = x2 * p + -5.69250639462346e-05f;
+  p = x2 * p + -7.34990630326855e-04f;
+  p = x2 * p + -2.95459980854025e-03f;
+  p = x2 * p + -1.60960333262415e-02f;
+  p = x * p;
+  float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = x2 * q + -1.68282697438203e-03f;
+  q = x2 * q + -7.37332916720468e-03f;
+  q = x2 * q + -1.42647390514189e-02f;
+  return p / q;
+}
+
+void add_bias(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0, Eigen::Index c1) {
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    float* row = y + r * ldy;
+    for (Eigen::Index c = c0; c < c1; ++c) row[c] += bias[c];
+  }
+}
+
+void add_bias_gelu(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0,
+                   Eigen::Index c1) {
+  const auto inv_sqrt2 = static_cast<float>(M_SQRT1_2);
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    float* row = y + r * ldy;
+    for (Eigen::Index c = c0; c < c1; ++c) {
+      const float v = row[c] + bias[c];
+      row[c] = 0.5f * v * (1.0f + erf_fast(v * inv_sqrt2));
+    }
+  }
+}
+
+void softmax_scaled(float* s, Eigen::Index ld, Eigen::Index rows, Eigen::Index cols, float scale) {
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    Eigen::Map<Vector> row(s + r * ld, cols);
+    row = ((row.array() - row.maxCoeff()) * scale).exp().matrix();
+    row *= 1.0f / row.sum();
   }
 }
 

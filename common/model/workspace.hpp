@@ -1,31 +1,68 @@
 #pragma once
-// Per-thread scratch memory (whisper.cpp's whisper_state next to the immutable model): each buffer grows to
-// the largest shape it has seen and is then reused, so steady-state layer calls allocate nothing.
-// One Workspace per thread; a MultiExitModel is shared by all of them.
+// Per-request scratch memory and threads (whisper.cpp's whisper_state next to the immutable model): each
+// buffer grows to the largest shape it has seen and is then reused, so steady-state layer calls allocate
+// nothing. One Workspace per concurrent request; a MultiExitModel is shared by all of them.
 #include <array>
+#include <memory>
 #include <vector>
 
+#include "common/model/ops.hpp"
 #include "common/model/tensor.hpp"
+#include "common/model/thread_pool.hpp"
 
 namespace ee::model {
 
+struct ExecOptions {
+  // Threads one layer may use (the caller's included). Small layers run on one regardless: splitting a
+  // 2-MFLOP layer costs more in joins than it saves.
+  int threads = 1;
+  // Matrix products: OpenBLAS (default) or Eigen's own GEMM (kept as the ablation baseline).
+  Gemm gemm = Gemm::blas;
+};
+
 class Workspace {
  public:
+  explicit Workspace(ExecOptions options = {})
+      : options_(options),
+        pool_(options.threads > 1 ? std::make_unique<ThreadPool>(options.threads) : nullptr),
+        scratch_(options.threads > 1 ? options.threads : 1) {
+    blas_single_threaded();
+  }
+
   enum Slot { normed, qkv, context, projected, intermediate, scores, cls, pooled, kSlots };
 
   // A rows x cols view of the slot's buffer; contents are unspecified. Valid until the next get() of the
-  // same slot with a larger size.
-  MatrixMap get(Slot slot, Eigen::Index rows, Eigen::Index cols) {
-    auto& buffer = buffers_[slot];
-    const auto needed = static_cast<size_t>(rows * cols);
-    if (buffer.size() < needed) buffer.resize(needed);
-    return {buffer.data(), rows, cols};
+  // same slot with a larger size. Call from the thread that owns the Workspace, not inside run().
+  MatrixMap get(Slot slot, Eigen::Index rows, Eigen::Index cols) { return view(buffers_[slot], rows, cols); }
+  // Scratch private to thread `thread` of run(): safe to call from inside it.
+  MatrixMap scratch(int thread, Eigen::Index rows, Eigen::Index cols) { return view(scratch_[thread], rows, cols); }
+
+  const ExecOptions& options() const { return options_; }
+  int threads() const { return pool_ ? pool_->size() : 1; }
+  // Calls fn(i) for i in [0, threads()) in parallel, i = 0 on the caller; see ThreadPool::run.
+  template <class F>
+  void run(F&& fn) {
+    if (pool_) {
+      pool_->run(fn);
+    } else {
+      fn(0);
+    }
   }
 
  private:
   // Aligned like Eigen's own matrices: GEMM results then do not depend on where a buffer happens to start,
   // so the edge and the cloud compute bit-identical hidden states.
-  std::array<std::vector<float, Eigen::aligned_allocator<float>>, kSlots> buffers_;
+  using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+  static MatrixMap view(Buffer& buffer, Eigen::Index rows, Eigen::Index cols) {
+    const auto needed = static_cast<size_t>(rows * cols);
+    if (buffer.size() < needed) buffer.resize(needed);
+    return {buffer.data(), rows, cols};
+  }
+
+  ExecOptions options_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::array<Buffer, kSlots> buffers_;
+  std::vector<Buffer> scratch_;
 };
 
 }  // namespace ee::model
