@@ -1,0 +1,100 @@
+// Steady-state layer calls allocate nothing: this executable replaces the global operator new (the glob in
+// tests/CMakeLists.txt builds it alone, so no other test sees the replacement) and counts every
+// allocation while the model runs layers on a Workspace that has already seen the batch size.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+
+#include "common/model/multi_exit_model.hpp"
+#include "common/model/safetensors.hpp"
+#include "common/model/workspace.hpp"
+#include "tests/unit/random_model.hpp"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, std::align_val_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  const auto a = static_cast<std::size_t>(align);
+  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace ee::model {
+namespace {
+
+// Allocations during `calls` runs of every layer of `model` over `input`, after one warm-up run.
+long allocations_per_steady_run(const MultiExitModel& model, const Hidden& input, Workspace& ws, int calls) {
+  Hidden h = input;
+  model.run_layers(h, model.num_layers(), ws);  // warm-up: the workspace grows to this batch
+  long total = 0;
+  for (int i = 0; i < calls; ++i) {
+    h.x = input.x;  // same size: Eigen reuses the storage
+    h.depth = 0;
+    const long before = g_allocations.load();
+    model.run_layers(h, model.num_layers(), ws);
+    total += g_allocations.load() - before;
+  }
+  return total;
+}
+
+TEST(Allocations, CountingAllocatorSeesAllocations) {
+  const long before = g_allocations.load();
+  auto* v = new std::vector<int>(10);
+  delete v;
+  EXPECT_GE(g_allocations.load() - before, 2);
+}
+
+TEST(Allocations, NonePerLayerInSteadyStateOnTheVit) {
+  const std::filesystem::path dir = std::filesystem::path(EE_SOURCE_DIR) / "models/fmnist-vit";
+  const auto model = MultiExitModel::load(dir);
+  const auto golden = SafeTensors::open(dir / "golden.safetensors");
+  std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
+  const int golden_batch = static_cast<int>(golden->at("input.pixels").shape[0]);
+  const size_t per_image = pixels.size() / golden_batch;
+  while (pixels.size() < 32 * per_image) pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
+  for (int threads : {1, 2}) {
+    for (int batch : {1, 32}) {
+      Workspace ws(ExecOptions{threads, Gemm::blas});
+      const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
+      EXPECT_EQ(allocations_per_steady_run(*model, input, ws, 5), 0) << threads << " threads, batch " << batch;
+    }
+  }
+}
+
+TEST(Allocations, NoneForSmallerBatchesOrWithEigenGemm) {
+  const std::filesystem::path dir = ee::testing::random_bert(128, 4, 512, 2, 48, 100);
+  const auto model = MultiExitModel::load(dir);
+  TokenBatch big;
+  big.tokens = 48;
+  big.input_ids.assign(4 * 48, 7);
+  big.token_type_ids.assign(4 * 48, 0);
+  big.lengths = {48, 20, 33, 1};
+  TokenBatch small = big;
+  small.input_ids.resize(48);
+  small.token_type_ids.resize(48);
+  small.lengths = {30};
+  for (const ExecOptions o : {ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
+    Workspace ws(o);
+    allocations_per_steady_run(*model, model->embed_tokens(big), ws, 1);
+    // A smaller batch after a larger one fits in the buffers already there.
+    EXPECT_EQ(allocations_per_steady_run(*model, model->embed_tokens(small), ws, 3), 0) << o.threads;
+    EXPECT_EQ(allocations_per_steady_run(*model, model->embed_tokens(big), ws, 3), 0) << o.threads;
+  }
+}
+
+}  // namespace
+}  // namespace ee::model

@@ -1,0 +1,130 @@
+// The fast engine (EncoderLayer::forward: OpenBLAS or Eigen GEMM, fused epilogues, copy-free attention, 1
+// or 2 threads) against the op-by-op reference layer and against PyTorch, on the Fashion-MNIST ViT and on
+// random BERT-shaped models (post-LN, padding masks, head sizes that are not a multiple of the SIMD width).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/model/encoder_layer.hpp"
+#include "common/model/multi_exit_model.hpp"
+#include "common/model/ops.hpp"
+#include "common/model/safetensors.hpp"
+#include "common/model/workspace.hpp"
+#include "tests/unit/random_model.hpp"
+
+namespace ee::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path vit_dir() {
+  const char* dir = std::getenv("EE_TEST_VIT_DIR");
+  return dir ? fs::path(dir) : fs::path(EE_SOURCE_DIR) / "models/fmnist-vit";
+}
+
+double relative_error(const Matrix& ours, const Matrix& want) {
+  return (ours - want).cwiseAbs().maxCoeff() / std::max(1e-12f, want.cwiseAbs().maxCoeff());
+}
+
+const ExecOptions kSettings[] = {{1, Gemm::blas}, {2, Gemm::blas}, {1, Gemm::eigen}, {2, Gemm::eigen}};
+
+std::string name(const ExecOptions& o) {
+  return std::to_string(o.threads) + " thread(s), " + (o.gemm == Gemm::blas ? "OpenBLAS" : "Eigen");
+}
+
+TEST(FastKernels, ErfMatchesStdErf) {
+  double worst = 0;
+  for (float x = -6.0f; x <= 6.0f; x += 1e-3f) worst = std::max(worst, std::abs(double(erf_fast(x)) - std::erf(x)));
+  EXPECT_LE(worst, 5e-7);  // a few float ulp of 1
+}
+
+TEST(FastKernels, BiasGeluMatchesReference) {
+  Matrix y = Matrix::Random(5, 40) * 6.0f;
+  const Vector bias = Vector::Random(40);
+  Matrix want = y.rowwise() + bias;
+  gelu(want);
+  add_bias_gelu(y.data(), y.cols(), y.rows(), bias.data(), 0, y.cols());
+  EXPECT_LE((y - want).cwiseAbs().maxCoeff(), 1e-6);
+}
+
+// Every setting of the fast layer against forward_reference, on real images at batch 1 (one thread by the
+// size rule) and 32 (split across threads).
+TEST(FastLayer, MatchesReferenceOnTheVit) {
+  const auto model = MultiExitModel::load(vit_dir());
+  const auto weights = SafeTensors::open(vit_dir() / "model.safetensors");
+  const auto golden = SafeTensors::open(vit_dir() / "golden.safetensors");
+  std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
+  const size_t per_image = pixels.size() / static_cast<size_t>(golden->at("input.pixels").shape[0]);
+  while (pixels.size() < 32 * per_image) pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
+  pixels.resize(32 * per_image);
+  WeightLoader loader(*weights);
+  for (int index = 0; index < model->num_layers(); ++index) {
+    const EncoderLayer layer(model->config(), loader, index);
+    for (int batch : {1, 32}) {
+      const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
+      Hidden want = input;
+      Workspace ref_ws;
+      layer.forward_reference(want, ref_ws);
+      for (const ExecOptions& o : kSettings) {
+        Hidden got = input;
+        Workspace ws(o);
+        layer.forward(got, ws);
+        EXPECT_LE(relative_error(got.x, want.x), 1e-5) << "layer " << index << ", batch " << batch << ", " << name(o);
+      }
+    }
+  }
+}
+
+TEST(FastLayer, OneAndTwoThreadsGiveIdenticalHiddenStates) {
+  const auto model = MultiExitModel::load(vit_dir());
+  const auto golden = SafeTensors::open(vit_dir() / "golden.safetensors");
+  const std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
+  const int batch = static_cast<int>(golden->at("input.pixels").shape[0]);
+  Hidden one = model->embed_images(pixels, batch), two = one;
+  Workspace ws1(ExecOptions{1}), ws2(ExecOptions{2});
+  model->run_layers(one, model->num_layers(), ws1);
+  model->run_layers(two, model->num_layers(), ws2);
+  EXPECT_EQ(one.x, two.x);  // an edge and a cloud with different thread counts agree bit for bit
+}
+
+// A random post-LN BERT against PyTorch (models/train/random_model.py), every layer and exit, in every
+// setting. Shapes chosen so two threads split the layer, and (second case) the hidden size and head size
+// are not multiples of 16.
+void check_random_bert(const fs::path& dir) {
+  const auto model = MultiExitModel::load(dir);
+  const auto golden = SafeTensors::open(dir / "golden.safetensors");
+  TokenBatch batch;
+  const auto& shape = golden->at("input.input_ids").shape;
+  batch.tokens = static_cast<int>(shape[1]);
+  batch.input_ids = golden->copy<int32_t>("input.input_ids", "I32");
+  batch.token_type_ids = golden->copy<int32_t>("input.token_type_ids", "I32");
+  for (int32_t len : golden->copy<int32_t>("input.lengths", "I32")) batch.lengths.push_back(len);
+  auto hidden = [&](int depth) {
+    const auto& t = golden->at("hidden." + std::to_string(depth));
+    return Matrix(golden->f32("hidden." + std::to_string(depth), t.shape)
+                      .reshaped<Eigen::RowMajor>(t.shape[0] * t.shape[1], t.shape[2]));
+  };
+  for (const ExecOptions& o : kSettings) {
+    Workspace ws(o);
+    Hidden h = model->embed_tokens(batch);
+    for (int layer = 1; layer <= model->num_layers(); ++layer) {
+      model->run_layers(h, layer, ws);
+      EXPECT_LE(relative_error(h.x, hidden(layer)), 1e-4) << dir << ": layer " << layer << ", " << name(o);
+      const auto& t = golden->at("logits." + std::to_string(layer));
+      EXPECT_LE(relative_error(model->exit_logits(h, layer, ws), golden->f32("logits." + std::to_string(layer), t.shape)),
+                1e-4)
+          << dir << ": exit " << layer << ", " << name(o);
+    }
+  }
+}
+
+TEST(RandomBert, EveryLayerAndExitMatchesPyTorch) {
+  check_random_bert(ee::testing::random_bert(128, 4, 512, 2, 48, 100));
+}
+
+TEST(RandomBert, OddSizesMatchPyTorch) { check_random_bert(ee::testing::random_bert(72, 3, 200, 1, 64, 50)); }
+
+}  // namespace
+}  // namespace ee::model
