@@ -1,9 +1,8 @@
 #include "common/net/framing.hpp"
 
+#include <boost/endian/conversion.hpp>
 #include <limits>
 #include <string>
-
-#include <boost/endian/conversion.hpp>
 
 namespace ee::net {
 namespace {
@@ -13,8 +12,10 @@ class FrameCategory : public boost::system::error_category {
   const char* name() const noexcept override { return "ee.frame"; }
   std::string message(int ev) const override {
     switch (static_cast<frame_errc>(ev)) {
-      case frame_errc::too_large: return "frame exceeds the size limit";
-      case frame_errc::empty: return "empty frame";
+      case frame_errc::too_large:
+        return "frame exceeds the size limit";
+      case frame_errc::empty:
+        return "empty frame";
     }
     return "unknown frame error";
   }
@@ -27,7 +28,9 @@ const boost::system::error_category& frame_category() {
   return category;
 }
 
-boost::system::error_code make_error_code(frame_errc e) { return {static_cast<int>(e), frame_category()}; }
+boost::system::error_code make_error_code(frame_errc e) {
+  return {static_cast<int>(e), frame_category()};
+}
 
 boost::system::error_code make_prefix(std::size_t size, std::size_t max_frame, LengthPrefix& out) {
   if (size == 0) return frame_errc::empty;

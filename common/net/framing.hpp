@@ -7,13 +7,6 @@
 // Framing errors use ee::net::frame_errc; stream errors (eof, reset, cancelled) pass through unchanged.
 #include <algorithm>
 #include <array>
-#include <cstddef>
-#include <cstdint>
-#include <memory>
-#include <span>
-#include <system_error>
-#include <vector>
-
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
@@ -22,6 +15,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <system_error>
+#include <vector>
 
 namespace ee::net {
 
@@ -56,7 +55,8 @@ template <typename SyncWriteStream>
 void write_frame(SyncWriteStream& stream, std::span<const uint8_t> payload,
                  std::size_t max_frame = kDefaultMaxFrameBytes) {
   LengthPrefix prefix;
-  if (auto ec = make_prefix(payload.size(), max_frame, prefix)) throw boost::system::system_error(ec, "write_frame");
+  if (auto ec = make_prefix(payload.size(), max_frame, prefix))
+    throw boost::system::system_error(ec, "write_frame");
   const std::array<boost::asio::const_buffer, 2> buffers{boost::asio::buffer(prefix),
                                                          boost::asio::buffer(payload.data(), payload.size())};
   boost::asio::write(stream, buffers);
@@ -64,7 +64,8 @@ void write_frame(SyncWriteStream& stream, std::span<const uint8_t> payload,
 
 // Replaces `out` with the next frame's payload (reusing its capacity).
 template <typename SyncReadStream>
-void read_frame(SyncReadStream& stream, std::vector<uint8_t>& out, std::size_t max_frame = kDefaultMaxFrameBytes) {
+void read_frame(SyncReadStream& stream, std::vector<uint8_t>& out,
+                std::size_t max_frame = kDefaultMaxFrameBytes) {
   LengthPrefix prefix;
   boost::asio::read(stream, boost::asio::buffer(prefix));
   std::size_t size = 0;
@@ -98,10 +99,11 @@ struct WriteFrameOp {
           return;
         }
         state = writing;
-        boost::asio::async_write(stream,
-                                 std::array<boost::asio::const_buffer, 2>{
-                                     boost::asio::buffer(*prefix), boost::asio::buffer(payload.data(), payload.size())},
-                                 std::move(self));
+        boost::asio::async_write(
+            stream,
+            std::array<boost::asio::const_buffer, 2>{boost::asio::buffer(*prefix),
+                                                     boost::asio::buffer(payload.data(), payload.size())},
+            std::move(self));
         return;
       case writing:
         self.complete(ec, ec ? 0 : payload.size());

@@ -63,8 +63,8 @@ std::vector<std::byte> zstd_decompress(std::span<const uint8_t> in, std::size_t 
   const unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
   if (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR)
     throw WireError("activation.payload", "zstd frame header is invalid or declares no content size");
-  check(declared == raw_size, "activation.payload", "zstd frame declares {} bytes, the shape needs {}", declared,
-        raw_size);
+  check(declared == raw_size, "activation.payload", "zstd frame declares {} bytes, the shape needs {}",
+        declared, raw_size);
   const std::size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
   check(!ZSTD_isError(frame) && frame == in.size(), "activation.payload",
         "is not exactly one zstd frame ({} bytes)", in.size());
@@ -92,11 +92,19 @@ std::vector<F> cast_enums(const std::vector<E>& in) {
 
 // ---- decode ------------------------------------------------------------------------------------------
 
-bool known(fb::DType d) { return d >= fb::DType::MIN && d <= fb::DType::MAX; }
-bool known(fb::Compression c) { return c >= fb::Compression::MIN && c <= fb::Compression::MAX; }
-bool known(fb::Status s) { return s >= fb::Status::MIN && s <= fb::Status::MAX; }
+bool known(fb::DType d) {
+  return d >= fb::DType::MIN && d <= fb::DType::MAX;
+}
+bool known(fb::Compression c) {
+  return c >= fb::Compression::MIN && c <= fb::Compression::MAX;
+}
+bool known(fb::Status s) {
+  return s >= fb::Status::MIN && s <= fb::Status::MAX;
+}
 
-std::string text(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+std::string text(const flatbuffers::String* s) {
+  return s ? s->str() : std::string();
+}
 
 Hello decode_hello(const fb::Hello& m) {
   Hello h;
@@ -126,10 +134,10 @@ Result decode_result(const fb::Result& m, const Limits& limits) {
   r.label = m.label();
   if (m.probabilities()) r.probabilities.assign(m.probabilities()->begin(), m.probabilities()->end());
   if (r.status != Status::ok) return r;  // a failure carries no answer to check
-  check(r.exit_layer >= 1 && r.exit_layer <= limits.num_layers, "result.exit_layer",
-        "{} is outside 1..{}", r.exit_layer, limits.num_layers);
-  check(r.label >= 0 && r.label < limits.num_labels, "result.label",
-        "{} is outside 0..{}", r.label, limits.num_labels - 1);
+  check(r.exit_layer >= 1 && r.exit_layer <= limits.num_layers, "result.exit_layer", "{} is outside 1..{}",
+        r.exit_layer, limits.num_layers);
+  check(r.label >= 0 && r.label < limits.num_labels, "result.label", "{} is outside 0..{}", r.label,
+        limits.num_labels - 1);
   check(r.probabilities.size() == static_cast<std::size_t>(limits.num_labels), "result.probabilities",
         "{} values for {} labels", r.probabilities.size(), limits.num_labels);
   for (std::size_t i = 0; i < r.probabilities.size(); ++i)
@@ -167,10 +175,10 @@ class ActivationDecoder {
     check_hash(m, limits);
     check(a.split_layer_ < limits.num_layers, "activation.split_layer",
           "{} leaves no layer to run (the model has {})", a.split_layer_, limits.num_layers);
-    check(a.hidden_ == limits.hidden_size, "activation.hidden",
-          "{} differs from the model's hidden_size {}", a.hidden_, limits.hidden_size);
-    check(a.tokens_ >= 1 && a.tokens_ <= limits.max_tokens, "activation.tokens",
-          "{} is outside 1..{}", a.tokens_, limits.max_tokens);
+    check(a.hidden_ == limits.hidden_size, "activation.hidden", "{} differs from the model's hidden_size {}",
+          a.hidden_, limits.hidden_size);
+    check(a.tokens_ >= 1 && a.tokens_ <= limits.max_tokens, "activation.tokens", "{} is outside 1..{}",
+          a.tokens_, limits.max_tokens);
     check(known(m.dtype()), "activation.dtype", "{} is not a known dtype", num(m.dtype()));
     check(known(m.compression()), "activation.compression", "{} is not a known compression",
           num(m.compression()));
@@ -194,8 +202,8 @@ class ActivationDecoder {
   static void decode_scales(const fb::Activation& m, Activation& a) {
     const std::size_t n = m.scales() ? m.scales()->size() : 0;
     const std::size_t want = a.dtype_ == DType::i8 ? static_cast<std::size_t>(a.tokens_) : 0;
-    check(n == want, "activation.scales",
-          "{} scales for dtype {} and {} tokens", n, to_string(a.dtype_), a.tokens_);
+    check(n == want, "activation.scales", "{} scales for dtype {} and {} tokens", n, to_string(a.dtype_),
+          a.tokens_);
     if (n == 0) return;
     a.scales_.assign(m.scales()->begin(), m.scales()->end());
     for (std::size_t i = 0; i < n; ++i)
@@ -211,8 +219,8 @@ class ActivationDecoder {
     if (a.compression_ == Compression::zstd) {
       a.payload_ = zstd_decompress(bytes, want);
     } else {
-      check(bytes.size() == want, "activation.payload",
-            "{} bytes, {} x {} {} needs {}", bytes.size(), a.tokens_, a.hidden_, to_string(a.dtype_), want);
+      check(bytes.size() == want, "activation.payload", "{} bytes, {} x {} {} needs {}", bytes.size(),
+            a.tokens_, a.hidden_, to_string(a.dtype_), want);
       const auto view = std::as_bytes(bytes);
       a.payload_.assign(view.begin(), view.end());
     }
@@ -235,22 +243,32 @@ class ActivationDecoder {
 
 std::string_view to_string(Compression c) {
   switch (c) {
-    case Compression::none: return "none";
-    case Compression::zstd: return "zstd";
+    case Compression::none:
+      return "none";
+    case Compression::zstd:
+      return "zstd";
   }
   return "unknown";
 }
 
 std::string_view to_string(Status s) {
   switch (s) {
-    case Status::ok: return "ok";
-    case Status::bad_request: return "bad_request";
-    case Status::model_mismatch: return "model_mismatch";
-    case Status::version_mismatch: return "version_mismatch";
-    case Status::deadline_exceeded: return "deadline_exceeded";
-    case Status::overloaded: return "overloaded";
-    case Status::internal: return "internal";
-    case Status::shutdown: return "shutdown";
+    case Status::ok:
+      return "ok";
+    case Status::bad_request:
+      return "bad_request";
+    case Status::model_mismatch:
+      return "model_mismatch";
+    case Status::version_mismatch:
+      return "version_mismatch";
+    case Status::deadline_exceeded:
+      return "deadline_exceeded";
+    case Status::overloaded:
+      return "overloaded";
+    case Status::internal:
+      return "internal";
+    case Status::shutdown:
+      return "shutdown";
   }
   return "unknown";
 }
@@ -288,17 +306,18 @@ Encoded encode(const Hello& hello) {
   flatbuffers::FlatBufferBuilder fbb(256);
   const auto dtypes = cast_enums<DType, fb::DType>(hello.dtypes);
   const auto compressions = cast_enums<Compression, fb::Compression>(hello.compressions);
-  const auto m = fb::CreateHelloDirect(fbb, hello.protocol_version, hello.model_id.c_str(),
-                                       hello.model_hash.c_str(), &dtypes, &compressions, hello.max_frame_bytes);
+  const auto m =
+      fb::CreateHelloDirect(fbb, hello.protocol_version, hello.model_id.c_str(), hello.model_hash.c_str(),
+                            &dtypes, &compressions, hello.max_frame_bytes);
   return finish(fbb, fb::Message::Hello, m.Union());
 }
 
 Encoded encode(const Result& result) {
   flatbuffers::FlatBufferBuilder fbb(128 + result.error.size() + 4 * result.probabilities.size());
-  const auto m = fb::CreateResultDirect(
-      fbb, result.request_id, static_cast<fb::Status>(raw(result.status)),
-      result.error.empty() ? nullptr : result.error.c_str(), result.label, &result.probabilities,
-      static_cast<uint16_t>(result.exit_layer), static_cast<uint32_t>(result.cloud_compute.count()));
+  const auto m = fb::CreateResultDirect(fbb, result.request_id, static_cast<fb::Status>(raw(result.status)),
+                                        result.error.empty() ? nullptr : result.error.c_str(), result.label,
+                                        &result.probabilities, static_cast<uint16_t>(result.exit_layer),
+                                        static_cast<uint32_t>(result.cloud_compute.count()));
   return finish(fbb, fb::Message::Result, m.Union());
 }
 
@@ -310,10 +329,12 @@ Encoded encode(const Close& close) {
 
 Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const EncodeOptions& options) {
   // The schema stores shapes as uint16: refuse what would wrap rather than send a wrong shape.
-  check(rows.rows() >= 1 && rows.rows() <= 0xFFFF, "activation.tokens", "{} is outside 1..65535", rows.rows());
-  check(rows.cols() >= 1 && rows.cols() <= 0xFFFF, "activation.hidden", "{} is outside 1..65535", rows.cols());
-  check(meta.split_layer >= 0 && meta.split_layer <= 0xFFFF, "activation.split_layer", "{} is outside 0..65535",
-        meta.split_layer);
+  check(rows.rows() >= 1 && rows.rows() <= 0xFFFF, "activation.tokens", "{} is outside 1..65535",
+        rows.rows());
+  check(rows.cols() >= 1 && rows.cols() <= 0xFFFF, "activation.hidden", "{} is outside 1..65535",
+        rows.cols());
+  check(meta.split_layer >= 0 && meta.split_layer <= 0xFFFF, "activation.split_layer",
+        "{} is outside 0..65535", meta.split_layer);
   check(meta.deadline.count() >= 0, "activation.deadline_us", "{} is negative", meta.deadline.count());
   const int tokens = static_cast<int>(rows.rows()), hidden = static_cast<int>(rows.cols());
   const std::size_t raw_bytes = payload_bytes(tokens, hidden, options.dtype);
@@ -361,23 +382,29 @@ void Activation::decode_into(RowsRef out) const {
 }
 
 Message decode(std::span<const uint8_t> frame, const Limits& limits) {
-  check(frame.size() <= limits.max_frame_bytes, "frame",
-        "{} bytes exceeds the limit of {}", frame.size(), limits.max_frame_bytes);
+  check(frame.size() <= limits.max_frame_bytes, "frame", "{} bytes exceeds the limit of {}", frame.size(),
+        limits.max_frame_bytes);
   check(frame.size() >= 8 && fb::EnvelopeBufferHasIdentifier(frame.data()), "frame",
         "is not an eesplit message (identifier EESP missing, {} bytes)", frame.size());
   // Depth and table counts are small in this schema; tight bounds make hostile nesting fail fast.
   flatbuffers::Verifier verifier(frame.data(), frame.size(), /*max_depth=*/8, /*max_tables=*/16);
-  check(fb::VerifyEnvelopeBuffer(verifier), "frame", "fails FlatBuffers verification ({} bytes)", frame.size());
+  check(fb::VerifyEnvelopeBuffer(verifier), "frame", "fails FlatBuffers verification ({} bytes)",
+        frame.size());
   const fb::Envelope& env = *fb::GetEnvelope(frame.data());
   // The verifier accepts a union whose type is set but whose table is absent (found by the fuzzer).
   if (!env.message())
     throw WireError("envelope.message", fmt::format("type {} has no table", num(env.message_type())));
   switch (env.message_type()) {
-    case fb::Message::Hello: return decode_hello(*env.message_as_Hello());
-    case fb::Message::Activation: return ActivationDecoder::decode(*env.message_as_Activation(), limits);
-    case fb::Message::Result: return decode_result(*env.message_as_Result(), limits);
-    case fb::Message::Close: return decode_close(*env.message_as_Close());
-    case fb::Message::NONE: break;
+    case fb::Message::Hello:
+      return decode_hello(*env.message_as_Hello());
+    case fb::Message::Activation:
+      return ActivationDecoder::decode(*env.message_as_Activation(), limits);
+    case fb::Message::Result:
+      return decode_result(*env.message_as_Result(), limits);
+    case fb::Message::Close:
+      return decode_close(*env.message_as_Close());
+    case fb::Message::NONE:
+      break;
   }
   throw WireError("envelope.message", fmt::format("type {} is empty or unknown", num(env.message_type())));
 }
@@ -388,8 +415,8 @@ model::Hidden stack(std::span<const Activation> batch) {
   h.depth = batch.front().split_layer();
   int hidden = batch.front().hidden();
   for (const Activation& a : batch) {
-    check(a.split_layer() == h.depth, "batch.split_layer",
-          "mixes layers {} and {}", h.depth, a.split_layer());
+    check(a.split_layer() == h.depth, "batch.split_layer", "mixes layers {} and {}", h.depth,
+          a.split_layer());
     check(a.hidden() == hidden, "batch.hidden", "mixes {} and {}", hidden, a.hidden());
     h.tokens = std::max(h.tokens, a.tokens());
     h.lengths.push_back(a.tokens());

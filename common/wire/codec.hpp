@@ -2,6 +2,8 @@
 // Encoding and decoding of the edge <-> cloud messages (schemas/split_protocol.fbs). Decoding never trusts
 // the bytes: the FlatBuffers verifier runs first, then every field is checked against the receiver's
 // model (Limits) before anything is sized from it, and any failure is a WireError naming the field.
+#include <flatbuffers/flatbuffers.h>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -11,8 +13,6 @@
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <flatbuffers/flatbuffers.h>
 
 #include "common/model/config.hpp"
 #include "common/model/hidden.hpp"

@@ -1,11 +1,11 @@
 #include "common/wire/quantize.hpp"
 
+#include <fmt/format.h>
+
 #include <bit>
 #include <cmath>
 #include <limits>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "common/wire/error.hpp"
 
@@ -26,8 +26,7 @@ constexpr float kI8Max = 127.0f;  // symmetric: -128 is never produced, so negat
 constexpr float kF16Max = 65504.0f;
 
 void require_size(std::size_t got, std::size_t want, const char* what) {
-  if (got != want)
-    throw WireError(what, fmt::format("{} bytes/elements given, {} needed", got, want));
+  if (got != want) throw WireError(what, fmt::format("{} bytes/elements given, {} needed", got, want));
 }
 
 // Reports the first element that fails `bad`, in row/col terms a caller can act on.
@@ -56,18 +55,24 @@ void quantize_i8(ConstRowsRef x, std::span<std::byte> out, std::span<float> scal
 
 std::size_t element_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
-    case DType::f16: return 2;
-    case DType::i8: return 1;
+    case DType::f32:
+      return 4;
+    case DType::f16:
+      return 2;
+    case DType::i8:
+      return 1;
   }
   throw WireError("dtype", fmt::format("{} is not a known dtype", static_cast<int>(dtype)));
 }
 
 std::string_view to_string(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::i8: return "i8";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::i8:
+      return "i8";
   }
   return "unknown";
 }
@@ -87,14 +92,17 @@ void quantize(ConstRowsRef x, DType dtype, std::span<std::byte> out, std::span<f
                "quantize.out");
   require_size(scales.size(), dtype == DType::i8 ? static_cast<std::size_t>(x.rows()) : 0, "quantize.scales");
   if (x.size() == 0) return;
-  if (!x.allFinite()) throw_at_first(x, [](float v) { return !std::isfinite(v); }, "is not finite");
+  if (!x.allFinite())
+    throw_at_first(
+        x, [](float v) { return !std::isfinite(v); }, "is not finite");
   switch (dtype) {
     case DType::f32:
       MutMap<float>(reinterpret_cast<float*>(out.data()), x.rows(), x.cols()) = x;
       return;
     case DType::f16:
       if (x.cwiseAbs().maxCoeff() > kF16Max)
-        throw_at_first(x, [](float v) { return std::abs(v) > kF16Max; }, "overflows f16 (use f32)");
+        throw_at_first(
+            x, [](float v) { return std::abs(v) > kF16Max; }, "overflows f16 (use f32)");
       MutMap<Eigen::half>(reinterpret_cast<Eigen::half*>(out.data()), x.rows(), x.cols()) =
           x.cast<Eigen::half>();
       return;

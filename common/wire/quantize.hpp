@@ -2,12 +2,11 @@
 // Element encodings of a hidden state on the wire: f32, f16, and symmetric int8 with one scale per token
 // row. Rows are tokens, so a per-row scale follows the per-token magnitude spread of transformer
 // activations, which a single tensor-wide scale would flatten into a few int8 levels for most tokens.
+#include <Eigen/Core>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
-
-#include <Eigen/Core>
 
 #include "common/model/tensor.hpp"
 

@@ -1,14 +1,13 @@
 #pragma once
 // What the fuzzer and its seed generator share: the receiver's limits and an in-memory byte stream.
 #include <algorithm>
-#include <cstdint>
-#include <cstring>
-#include <span>
-
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
+#include <cstdint>
+#include <cstring>
+#include <span>
 
 #include "common/wire/codec.hpp"
 
@@ -46,8 +45,8 @@ class MemoryStream {
       ec = boost::asio::error::eof;
       return 0;
     }
-    const std::size_t n = boost::asio::buffer_copy(
-        buffers, boost::asio::buffer(rest_.data(), std::min(rest_.size(), chunk_)));
+    const std::size_t n =
+        boost::asio::buffer_copy(buffers, boost::asio::buffer(rest_.data(), std::min(rest_.size(), chunk_)));
     rest_ = rest_.subspan(n);
     return n;
   }

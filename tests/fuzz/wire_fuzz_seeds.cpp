@@ -25,8 +25,8 @@ template <typename... Frames>
 void write(const std::filesystem::path& dir, const std::string& name, const Frames&... frames) {
   std::vector<uint8_t> stream{17};  // read granularity byte (see wire_fuzzer.cpp)
   (append_frame(stream, frames), ...);
-  std::ofstream(dir / name, std::ios::binary).write(reinterpret_cast<const char*>(stream.data()),
-                                                    static_cast<std::streamsize>(stream.size()));
+  std::ofstream(dir / name, std::ios::binary)
+      .write(reinterpret_cast<const char*>(stream.data()), static_cast<std::streamsize>(stream.size()));
 }
 
 }  // namespace
@@ -50,8 +50,9 @@ int main(int argc, char** argv) {
       write(dir, "activation_" + std::string(wire::to_string(d)) + "_" + std::string(wire::to_string(c)),
             wire::encode_activation(meta, x, {d, c}));
 
-  wire::Hello hello{wire::kProtocolVersion, "fuzz", wire::to_hex(fuzz::model_hash()),
-                    {wire::DType::f32, wire::DType::i8}, {wire::Compression::zstd}, 1 << 16};
+  wire::Hello hello{wire::kProtocolVersion,           "fuzz",
+                    wire::to_hex(fuzz::model_hash()), {wire::DType::f32, wire::DType::i8},
+                    {wire::Compression::zstd},        1 << 16};
   wire::Result result{7, wire::Status::ok, "", 1, {0.2f, 0.7f, 0.1f}, 4, std::chrono::microseconds(900)};
   wire::Result failure{8, wire::Status::overloaded, "queue full", -1, {}, 0, {}};
   write(dir, "hello", wire::encode(hello));

@@ -2,15 +2,14 @@
 // loopback TCP connection (127.0.0.1 only; every wait is bounded).
 #include <gtest/gtest.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <functional>
 #include <future>
 #include <numeric>
 #include <optional>
-
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/net/framing.hpp"
 
@@ -64,7 +63,8 @@ TEST(Prefix, RejectsEmptyAndOversizeFrames) {
   std::size_t size = 0;
   EXPECT_EQ(parse_prefix(LengthPrefix{0, 0, 0, 0}, 100, size), frame_errc::empty);
   EXPECT_EQ(parse_prefix(LengthPrefix{101, 0, 0, 0}, 100, size), frame_errc::too_large);
-  EXPECT_EQ(parse_prefix(LengthPrefix{0xFF, 0xFF, 0xFF, 0xFF}, kDefaultMaxFrameBytes, size), frame_errc::too_large);
+  EXPECT_EQ(parse_prefix(LengthPrefix{0xFF, 0xFF, 0xFF, 0xFF}, kDefaultMaxFrameBytes, size),
+            frame_errc::too_large);
   EXPECT_FALSE(parse_prefix(LengthPrefix{100, 0, 0, 0}, 100, size));
   EXPECT_EQ(make_error_code(frame_errc::too_large).message(), "frame exceeds the size limit");
 }

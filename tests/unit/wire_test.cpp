@@ -2,7 +2,6 @@
 // wrong (each must be a WireError naming the field, never a crash).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <zstd.h>
 
 #include <cmath>
@@ -31,7 +30,9 @@ Sha256 test_hash(uint8_t seed = 0xab) {
   return h;
 }
 
-Limits test_limits() { return Limits{kHidden, kMaxTokens, kLayers, kLabels, test_hash()}; }
+Limits test_limits() {
+  return Limits{kHidden, kMaxTokens, kLayers, kLabels, test_hash()};
+}
 
 // Transformer-like rows: Gaussian body, a few large outlier features, magnitudes varying per token.
 Matrix hidden_state(int tokens, int hidden = kHidden, unsigned seed = 7) {
@@ -171,7 +172,8 @@ TEST_P(ActivationRoundTrip, ZstdDecodesToTheSameValues) {
   const auto [dtype, compression] = GetParam();
   const Matrix x = hidden_state(17);
   const Matrix plain = decoded_rows(decode_activation(encode_activation(meta(), x, {dtype})), 17);
-  const Matrix packed = decoded_rows(decode_activation(encode_activation(meta(), x, {dtype, compression})), 17);
+  const Matrix packed =
+      decoded_rows(decode_activation(encode_activation(meta(), x, {dtype, compression})), 17);
   EXPECT_EQ(plain, packed);
 }
 
@@ -511,10 +513,12 @@ TEST(ResultMessage, RejectsAnswersOutsideTheModel) {
   expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.label", "10 is outside 0..9");
   r = good_result();
   r.exit_layer = 7;
-  expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.exit_layer", "7 is outside 1..6");
+  expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.exit_layer",
+                    "7 is outside 1..6");
   r = good_result();
   r.probabilities.pop_back();
-  expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.probabilities", "9 values for 10");
+  expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.probabilities",
+                    "9 values for 10");
   r = good_result();
   r.probabilities[4] = std::numeric_limits<float>::quiet_NaN();
   expect_wire_error([&] { decode(encode(r).span(), test_limits()); }, "result.probabilities", "[4] = nan");
@@ -532,11 +536,15 @@ TEST(ResultMessage, AFailureCarriesItsErrorText) {
 }
 
 TEST(CloseMessage, RoundTripsAndRejectsUnknownStatus) {
-  const Close got = std::get<Close>(decode(encode(Close{Status::model_mismatch, "hash differs"}).span(), test_limits()));
+  const Close got =
+      std::get<Close>(decode(encode(Close{Status::model_mismatch, "hash differs"}).span(), test_limits()));
   EXPECT_EQ(got.status, Status::model_mismatch);
   EXPECT_EQ(got.reason, "hash differs");
-  expect_wire_error([&] { decode(encode(Close{static_cast<Status>(42), ""}).span(), test_limits()); },
-                    "close.status", "42");
+  expect_wire_error(
+      [&] {
+        decode(encode(Close{static_cast<Status>(42), ""}).span(), test_limits());
+      },
+      "close.status", "42");
 }
 
 }  // namespace
