@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/model/multi_exit_model.hpp"
+#include "common/sched/trace.hpp"
 #include "sim/dataset.hpp"
 #include "sim/evaluation.hpp"
 #include "sim/text_dataset.hpp"
@@ -139,6 +140,19 @@ nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset
   return j;
 }
 
+// Every exit on every sample as a scheduler exit trace (common/sched/trace.hpp): ee-replay's input.
+void write_trace(const std::string& path, const model::MultiExitModel& model, const sim::EvalDataset& data,
+                 const sim::AllExits& all) {
+  sched::ExitTrace trace(model.config().early_exit.exit_layers);
+  for (int s = 0; s < data.size(); ++s) {
+    sched::TraceSample sample{data.labels[s], data.groups.empty() ? std::string() : data.groups[s], {}};
+    for (const auto& c : all.confidences[s]) sample.exits.push_back({c.label, c.max_prob, c.entropy, c.margin});
+    trace.add(std::move(sample));
+  }
+  trace.save(path);
+  std::printf("exit trace of %d samples written to %s\n", data.size(), path.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,7 +164,7 @@ int main(int argc, char** argv) {
   std::string labels = (sim::kFashionMnistDir / "t10k-labels-idx1-ubyte.gz").string();
   std::vector<std::string> rules = {"max_prob:0.9"};
   int batch = 1, limit = 0;
-  std::string json_out, text;
+  std::string json_out, text, trace_out;
   app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")->capture_default_str();
   app.add_option("--images", images, "IDX images file (gzip or raw)")->capture_default_str();
   app.add_option("--labels", labels, "IDX labels file (gzip or raw)")->capture_default_str();
@@ -165,6 +179,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-n,--limit", limit, "evaluate only the first N samples (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_option("--json", json_out, "also write the results as JSON to this file");
+  app.add_option("--trace", trace_out, "also write every exit on every sample as an exit trace CSV (ee-replay input)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -183,6 +198,7 @@ int main(int argc, char** argv) {
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 
     const sim::AllExits all = sim::evaluate_all_exits(*model, data, 256, progress_printer("all exits"));
+    if (!trace_out.empty()) write_trace(trace_out, *model, data, all);
     std::vector<sim::RuleRun> runs;
     for (const auto& rule : parsed) {
       runs.push_back(sim::evaluate_rule(*model, data, rule, batch, progress_printer(rule.str())));

@@ -42,7 +42,8 @@ std::vector<std::string> default_policies(int layers) {
   return p;
 }
 
-std::string short_name(const std::string& spec) { return spec.substr(0, spec.find(",xi=")); }
+// The spec up to its first secondary parameter keeps the table narrow ("linucb:alpha=1").
+std::string short_name(const std::string& spec) { return spec.substr(0, spec.find(',')); }
 
 double share_of_best(const ReplayResult& r, const Policy& p, const Arm& best) {
   double total = 0, hit = 0;

@@ -42,12 +42,17 @@ double parse_real(const std::string& s, const std::string& at, const char* what)
   return v;
 }
 
-// Four significant digits: thresholds live on a 0.01 grid, and the 10k-sample reference trace stays small
-// enough to commit.
+// Four decimals, trailing zeros dropped: thresholds live on a 0.01 grid, and the 10k-sample reference trace
+// stays small enough to commit (a confident exit's entropy is "0", not "1.234e-05").
 std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.4f", v);
+  std::string s = buf;
+  if (s.find('.') != std::string::npos) {
+    s.erase(s.find_last_not_of('0') + 1);
+    if (s.back() == '.') s.pop_back();
+  }
+  return s == "-0" ? "0" : s;
 }
 
 const char* const kColumns[] = {"pred_", "maxprob_", "entropy_", "margin_"};

@@ -8,7 +8,7 @@
 // ascending; the last exit layer is the model's last layer. label: true class, -1 when unknown. group: free
 // text without commas, quotes or line breaks (may be empty), e.g. a data subset. maxprob: largest softmax
 // probability; entropy: softmax entropy in nats; margin: top-1 minus top-2 probability; numbers are written
-// with four significant digits.
+// with four decimals, trailing zeros dropped.
 #include <filesystem>
 #include <iosfwd>
 #include <span>
