@@ -67,11 +67,12 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (use 1 when other jobs share the CPU)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fmnist-vit"))
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     cfg = default_config()
     train_x, train_y = idx.fashion_mnist("train")
     test_x, test_y = idx.fashion_mnist("test")
@@ -105,7 +106,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     torch.save({"config": cfg, "state_dict": model.state_dict()}, os.path.join(args.out, "checkpoint.pt"))
     log = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-           "train_seconds": round(time.time() - start, 1), "threads": 2,
+           "train_seconds": round(time.time() - start, 1), "threads": args.threads,
            "parameters": sum(p.numel() for p in model.parameters()), "history": history}
     with open(os.path.join(args.out, "train_log.json"), "w") as f:
         json.dump(log, f, indent=1)
