@@ -234,16 +234,20 @@ void write_raw(const fs::path& path, const void* data, size_t bytes) {
   std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
 }
 
-// <dir>/<model>.b<batch>.{input.bin, hidden1.bin, logits.bin, json}: the input (uint8 pixels or int32 ids),
-// our hidden state after layer 1 and every exit's logits (float32, exits in order), and their shapes.
+// <dir>/<model>.config.json, <dir>/<model>.b<batch>.{input.bin, hidden0.bin, hidden1.bin, logits.bin, json}:
+// the input (uint8 pixels or int32 ids), our hidden state after the embeddings and after layer 1, every
+// exit's logits (float32, exits in order), and their shapes.
 void write_outputs(const fs::path& dir) {
   fs::create_directories(dir);
   model::Workspace ws;
   for (const Bench& b : g_models) {
+    fs::copy_file(b.dir / "config.json", dir / (b.name + ".config.json"), fs::copy_options::overwrite_existing);
     for (int batch : {1, 32}) {
+      if (batch > 1 && b.model->config().hidden_size >= 512) continue;  // benchmarked at batch 1 only
       const Input in = make_input(b, batch);
       const std::string stem = b.name + ".b" + std::to_string(batch);
       model::Hidden h = embed(b, in, batch);
+      write_raw(dir / (stem + ".hidden0.bin"), h.x.data(), h.x.size() * 4);
       nlohmann::json meta = {{"batch", batch}, {"tokens", h.tokens}, {"hidden", h.x.cols()}};
       if (!in.pixels.empty()) {
         write_raw(dir / (stem + ".input.bin"), in.pixels.data(), in.pixels.size());

@@ -164,6 +164,7 @@ int main(int argc, char** argv) {
   std::string labels = (sim::kFashionMnistDir / "t10k-labels-idx1-ubyte.gz").string();
   std::vector<std::string> rules = {"max_prob:0.9"};
   int batch = 1, limit = 0;
+  int threads = 1;
   std::string json_out, text, trace_out;
   app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")->capture_default_str();
   app.add_option("--images", images, "IDX images file (gzip or raw)")->capture_default_str();
@@ -176,6 +177,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-b,--batch", batch, "samples per batch; exited samples leave the batch")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("-t,--threads", threads, "threads each layer may use (small layers run on one)")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("-n,--limit", limit, "evaluate only the first N samples (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_option("--json", json_out, "also write the results as JSON to this file");
@@ -197,11 +201,13 @@ int main(int argc, char** argv) {
     std::printf("dataset %s: %d samples\n", data.name.c_str(), data.size());
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 
-    const sim::AllExits all = sim::evaluate_all_exits(*model, data, 256, progress_printer("all exits"));
+    const sim::AllExits all = sim::evaluate_all_exits(*model, data, 256, progress_printer("all exits"),
+                                                      model::ExecOptions{threads});
     if (!trace_out.empty()) write_trace(trace_out, *model, data, all);
     std::vector<sim::RuleRun> runs;
     for (const auto& rule : parsed) {
-      runs.push_back(sim::evaluate_rule(*model, data, rule, batch, progress_printer(rule.str())));
+      runs.push_back(sim::evaluate_rule(*model, data, rule, batch, progress_printer(rule.str()),
+                                        model::ExecOptions{threads}));
     }
     const nlohmann::json j = report(*model, data, all, runs);
     if (!json_out.empty()) {

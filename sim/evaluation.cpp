@@ -8,10 +8,10 @@
 namespace ee::sim {
 
 AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDataset& data, int batch,
-                            const Progress& progress) {
+                            const Progress& progress, const model::ExecOptions& exec) {
   AllExits out;
   out.confidences.resize(data.size());
-  model::Workspace ws;
+  model::Workspace ws(exec);
   for (int first = 0; first < data.size(); first += batch) {
     const int n = std::min(batch, data.size() - first);
     model::Hidden h = data.embed(first, n);
@@ -28,10 +28,10 @@ AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDatase
 }
 
 RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
-                      int batch, const Progress& progress) {
+                      int batch, const Progress& progress, const model::ExecOptions& exec) {
   RuleRun run{rule, batch, {}, 0};
   run.results.resize(data.size());
-  model::Workspace ws;
+  model::Workspace ws(exec);
   for (int first = 0; first < data.size(); first += batch) {
     const int n = std::min(batch, data.size() - first);
     const auto start = std::chrono::steady_clock::now();

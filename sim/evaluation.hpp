@@ -8,6 +8,7 @@
 #include "common/exits/confidence.hpp"
 #include "common/exits/early_exit.hpp"
 #include "common/model/multi_exit_model.hpp"
+#include "common/model/workspace.hpp"
 
 namespace ee::sim {
 
@@ -28,8 +29,9 @@ using Progress = std::function<void(int done, int total)>;
 struct AllExits {
   std::vector<std::vector<exits::Confidence>> confidences;
 };
+// `exec`: threads and GEMM of the Workspace each run uses.
 AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDataset& data, int batch,
-                            const Progress& progress = {});
+                            const Progress& progress = {}, const model::ExecOptions& exec = {});
 
 struct RuleRun {
   exits::ExitRule rule;
@@ -38,6 +40,6 @@ struct RuleRun {
   double seconds = 0;                      // wall time of embedding + layers + exits
 };
 RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
-                      int batch, const Progress& progress = {});
+                      int batch, const Progress& progress = {}, const model::ExecOptions& exec = {});
 
 }  // namespace ee::sim

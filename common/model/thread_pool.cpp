@@ -19,9 +19,11 @@ void cpu_relax() {
 
 // How long a worker spins for the next phase before it sleeps: phases of one layer follow each other
 // within microseconds, requests may be milliseconds apart.
-constexpr auto kSpin = std::chrono::microseconds(200);
+// How long a worker spins for the next phase before it sleeps: phases of one layer follow each other
+// within microseconds, requests may be milliseconds apart.
+constexpr auto kSpin = std::chrono::microseconds(100);
+constexpr uint64_t kPartMask = 0xffffffffu;
 
-// Spins until pred() holds or kSpin has passed; returns pred().
 template <class Pred>
 bool spin_until(Pred pred) {
   const auto start = std::chrono::steady_clock::now();
@@ -38,8 +40,9 @@ bool spin_until(Pred pred) {
 
 ThreadPool::ThreadPool(int threads) {
   if (threads < 1) throw std::invalid_argument("thread count must be >= 1, got " + std::to_string(threads));
+  next_.store(static_cast<uint64_t>(threads), std::memory_order_relaxed);  // dispatch 0: nothing to claim
   workers_.reserve(threads - 1);
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -56,15 +59,31 @@ void ThreadPool::dispatch(Task task, void* ctx) {
   }
   task_ = task;
   ctx_ = ctx;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes task_, ctx_ and pending_
+  done_.store(0, std::memory_order_relaxed);
+  // Opens the parts of this dispatch; the release publishes task_, ctx_ and done_ to whoever claims one.
+  next_.store(((next_.load(std::memory_order_relaxed) >> 32) + 1) << 32, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
-  task(ctx, 0);
-  // Workers finish within the phase's own time, so spin; yield if one of them was descheduled.
-  while (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) std::this_thread::yield();
+  run_parts();
+  // Parts still running elsewhere finish within the phase's own time, so spin; yield if one of their
+  // threads was descheduled.
+  const int parts = size();
+  while (!spin_until([&] { return done_.load(std::memory_order_acquire) == parts; })) std::this_thread::yield();
 }
 
-void ThreadPool::work(int index) {
+void ThreadPool::run_parts() {
+  const uint64_t parts = static_cast<uint64_t>(size());
+  uint64_t cur = next_.load(std::memory_order_acquire);
+  while ((cur & kPartMask) < parts) {
+    if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    // The part is ours and its dispatch cannot end before done_ counts it, so task_ and ctx_ are its own.
+    task_(ctx_, static_cast<int>(cur & kPartMask));
+    done_.fetch_add(1, std::memory_order_release);
+    cur = next_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::work() {
   unsigned seen = 0;
   for (;;) {
     if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
@@ -73,8 +92,7 @@ void ThreadPool::work(int index) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_) return;
-    task_(ctx_, index);
-    pending_.fetch_sub(1, std::memory_order_release);
+    run_parts();
   }
 }
 
