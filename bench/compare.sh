@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Engine speed against its peers, in one invocation on one machine: builds the benchmarks, generates the
+# BERT-base-shaped random layer, writes our outputs for the peers to check, exports the ONNX files, then
+# measures the SGEMM peak, our engine (with the lever ablation), PyTorch and ONNX Runtime in each of their
+# plausible thread settings, and batched early-exit throughput; writes the "Engine speed" section of
+# bench/RESULTS.md (bench/report.py). Run it on a quiet machine (load average < 0.5): it says what it saw.
+#
+#   bench/compare.sh                 # full run, ~15 min on 2 cores
+#   EE_BENCH_REPS=5 bench/compare.sh # fewer repetitions
+#   EE_BENCH_PORTABLE=0 ...          # skip the portable (-march default) build of the ablation
+#
+# Needs deploy/install-deps.sh (OpenBLAS, python3-torch, python3-onnx, onnxruntime-node in /opt/eesplit/npm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=${EE_BENCH_BUILD:-build/bench}
+raw=$build/compare
+reps=${EE_BENCH_REPS:-15}
+min_time=${EE_BENCH_MIN_TIME:-0.05}
+eval_samples=${EE_BENCH_EVAL_SAMPLES:-2000}
+py=/usr/bin/python3  # Debian's python3-torch; a pyenv python3 earlier on PATH has no torch
+march=$(grep -oP '^EE_MARCH:STRING=\K.*' "$build/CMakeCache.txt" 2>/dev/null || echo native)
+
+echo "compare: building in $build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DEE_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j2 --target engine_bench sgemm_peak eigen_blas_gemm ee-eval >/dev/null
+if [ "${EE_BENCH_PORTABLE:-1}" = 1 ]; then
+  cmake -S . -B "$build-portable" -DCMAKE_BUILD_TYPE=Release -DEE_BUILD_TESTS=OFF -DEE_MARCH= >/dev/null
+  cmake --build "$build-portable" -j2 --target engine_bench >/dev/null
+fi
+
+rm -rf "$raw" && mkdir -p "$raw"
+bert=$build/bench-models/bert-base-1l
+[ -f "$bert/model.safetensors" ] || $py models/train/random_model.py --out "$bert" --golden 0
+models=(--vit=models/fmnist-vit --bert="$bert")
+peer_models=(vit=models/fmnist-vit bert="$bert")
+names=(vit bert)
+if [ -f models/spam-bert/model.safetensors ]; then
+  models+=(--text=models/spam-bert)
+  peer_models+=(text=models/spam-bert)
+  names+=(text)
+else
+  echo "compare: models/spam-bert has no model.safetensors yet: the text model is left out"
+fi
+
+"$build/bench/engine_bench" "${models[@]}" --write_outputs="$raw/check"
+$py bench/export_onnx.py --outputs "$raw/check" --out "$raw/onnx" "${peer_models[@]}" 2>/dev/null
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "compare: load average $load_before (want < 0.5)"
+
+echo "compare: SGEMM peak"
+"$build/bench/sgemm_peak" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+  --benchmark_format=json >"$raw/sgemm.json"
+OPENBLAS_NUM_THREADS=1 "$build/bench/eigen_blas_gemm" --benchmark_repetitions=5 \
+  --benchmark_report_aggregates_only=true --benchmark_format=json >"$raw/eigen_blas.json"
+
+echo "compare: our engine"
+bench_args=(--benchmark_repetitions="$reps" --benchmark_min_time="$min_time" --benchmark_report_aggregates_only=true
+  --benchmark_format=json)
+"$build/bench/engine_bench" "${models[@]}" "${bench_args[@]}" >"$raw/engine.json"
+if [ -x "$build-portable/bench/engine_bench" ]; then
+  "$build-portable/bench/engine_bench" "${models[@]}" "${bench_args[@]}" --benchmark_filter='layer/.*/fast' \
+    >"$raw/engine_portable.json"
+fi
+
+echo "compare: PyTorch"
+peer=(--outputs "$raw/check" --reps "$reps" --min-time "$min_time" "${peer_models[@]}")
+run_torch() {  # label threads env...
+  local label=$1 threads=$2
+  shift 2
+  env "$@" $py bench/peer_torch.py --threads "$threads" "${peer[@]}" >"$raw/torch.$label.jsonl"
+}
+run_torch t1-blas1 1 OPENBLAS_NUM_THREADS=1
+run_torch t1-blas1-passive 1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
+run_torch t2-blas1 2 OPENBLAS_NUM_THREADS=1
+run_torch t2-blas2 2 OPENBLAS_NUM_THREADS=2
+run_torch t2-blas2-passive 2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+
+echo "compare: ONNX Runtime"
+for threads in 1 2; do
+  for spin in 1 0; do
+    node bench/peer_ort.js --outputs "$raw/check" --onnx "$raw/onnx" --threads "$threads" --spin "$spin" \
+      --reps "$reps" --min-time "$min_time" "${names[@]}" >"$raw/ort.t$threads-spin$spin.jsonl"
+  done
+done
+
+echo "compare: batched early exit"
+for threads in 1 2; do
+  for batch in 1 8 32; do
+    "$build/sim/ee-eval" -m models/fmnist-vit -n "$eval_samples" -b "$batch" -t "$threads" -r max_prob:0.9 \
+      -r max_prob:2 --json "$raw/eval.t$threads.b$batch.json" >/dev/null 2>&1
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+openblas_core=$($py -c "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())")
+$py - "$raw/meta.json" <<EOF
+import json, subprocess, sys
+sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+flags = sh("grep -m1 '^flags' /proc/cpuinfo").split()
+json.dump({
+    "command": "bench/compare.sh (EE_BENCH_REPS=$reps EE_BENCH_MIN_TIME=$min_time)",
+    "date": sh("date -u '+%Y-%m-%d %H:%M UTC'"), "commit": sh("git rev-parse --short HEAD") + (" + local changes" if sh("git status --porcelain -- common bench") else ""),
+    "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": sh("nproc"),
+    "flags": " ".join(f for f in flags if f.startswith("avx") or f in ("fma", "f16c")),
+    "openblas": sh("dpkg-query -W -f='\${Version}' libopenblas0-pthread"), "openblas_core": "$openblas_core",
+    "torch": sh("$py -c 'import torch; print(torch.__version__)'"),
+    "ort": sh("node -p \"require('/opt/eesplit/npm/node_modules/onnxruntime-node').env.versions.common\""),
+    "gcc": sh("g++ -dumpfullversion"), "march": "$march",
+    "load_before": "$load_before", "load_after": "$load_after", "reps": $reps, "min_time": $min_time,
+    "eval_samples": $eval_samples,
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+$py bench/report.py "$raw" bench/RESULTS.md
+echo "compare: done (raw results in $raw); load average before $load_before, after $load_after"
