@@ -339,7 +339,9 @@ TEST(ActivationChecks, RejectsNonFiniteOrNegativeScales) {
   RawActivation r;
   r.dtype = 2;
   r.payload = std::vector<uint8_t>(4 * kHidden);
-  for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), -1.0f}) {
+  // 1e37 is finite, but 127 * 1e37 is not: it would dequantize to inf (found by the fuzzer).
+  for (float bad :
+       {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), -1.0f, 1e37f}) {
     r.scales = std::vector<float>{1.0f, 1.0f, bad, 1.0f};
     expect_rejected(r, "activation.scales", "[2] = ");
   }
