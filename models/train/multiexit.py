@@ -198,6 +198,8 @@ class MultiExitBert(nn.Module):
         self.exit_layers = ee["exit_layers"]
         self.exits = nn.ModuleDict({str(i): ExitHead(h, len(ee["labels"]), eps, "pooler") for i in self.exit_layers})
         self.dropout = nn.Dropout(dropout)  # training only: after embeddings and every layer
+        self.apply(_bert_init)
+
 
     def forward(self, input_ids, token_type_ids, lengths, keep_hidden=False):
         """lengths: real tokens per sample. Returns ({exit layer: logits}, [hidden after embeddings, ...])."""
@@ -212,6 +214,15 @@ class MultiExitBert(nn.Module):
             if i in self.exit_layers:
                 logits[i] = self.exits[str(i)](x)
         return logits, hidden
+
+
+def _bert_init(module):
+    """BERT's initialisation (normal, std 0.02; zero biases). With PyTorch's defaults (N(0, 1) embeddings) the
+    same 6-epoch run of train_bert.py reached 95.29 % at the last exit instead of 98.59 %."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def bert_tensors(model):

@@ -93,10 +93,11 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (2 on the 2-core machine; 1 if sharing it)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tok = wordpiece.Tokenizer(os.path.join(args.out, "vocab.txt"), max_length=MAX_LENGTH)
     cfg = default_config(len(tok.vocab))
     train, test = read_split(os.path.join(args.data, "train.jsonl")), read_split(os.path.join(args.data, "test.jsonl"))
@@ -127,6 +128,8 @@ def main():
             opt.step()
             sched.step()
             total += float(loss) * len(b)
+            if (s // args.batch) % 25 == 0:
+                print(f"  epoch {epoch} mail {s}/{len(perm)} loss {float(loss):.4f} ({time.time() - start:.0f} s)", flush=True)
         acc = accuracy(predict(model, test_x, tok.pad), test_y)
         history.append({"epoch": epoch, "loss": round(total / len(train_x), 4), "test_accuracy": acc,
                         "seconds": round(time.time() - start, 1)})
@@ -136,7 +139,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     torch.save({"config": cfg, "state_dict": model.state_dict()}, os.path.join(args.out, "checkpoint.pt"))
     log = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed, "max_length": MAX_LENGTH,
-           "train_seconds": round(time.time() - start, 1), "threads": 2,
+           "train_seconds": round(time.time() - start, 1), "threads": args.threads,
            "parameters": sum(p.numel() for p in model.parameters()), "history": history}
     with open(os.path.join(args.out, "train_log.json"), "w") as f:
         json.dump(log, f, indent=1)

@@ -235,7 +235,7 @@ TEST_F(BrokenModelDir, MissingSpecialTokenIsNamed) {
 }
 
 TEST_F(BrokenModelDir, VocabularyOfAnotherSizeIsRefused) {
-  rewrite("vocab.txt", [](std::string v) { return v + "extra\n"; });
+  rewrite("vocab.txt", [](std::string v) { return v + "qqzz-not-a-token\n"; });
   EXPECT_NE(tokenizer_error().find("tokens but config.json says vocab_size"), std::string::npos) << tokenizer_error();
 }
 
