@@ -42,9 +42,11 @@ void ThresholdController::reset() {
   rng_.seed(p_.seed);
   window_.clear();
   const auto n = static_cast<std::size_t>(std::floor(1.0 / p_.step + 1e-9)) + 1;
-  counts_exact_.assign(n, 0);
-  counts_audited_.assign(n, 0);
-  exits_ = audits_ = since_update_ = 0;
+  disagree_exact_.assign(n, 0);
+  disagree_audited_.assign(n, 0);
+  exits_.assign(n, 0);
+  audits_.assign(n, 0);
+  since_update_ = 0;
 }
 
 int ThresholdController::bin_of(double c) const {
@@ -57,11 +59,13 @@ bool ThresholdController::draw_audit() { return p_.audit_rate > 0 && uniform01(r
 
 void ThresholdController::add(const Record& r, int sign) {
   auto bump = [sign](std::uint64_t& c) { c = sign > 0 ? c + 1 : c - 1; };
-  if (r.kind == kAudited || r.kind == kUnaudited) bump(exits_);
-  if (r.kind == kAudited) bump(audits_);
+  if (r.kind == kNoExit) return;
+  const auto b = static_cast<std::size_t>(r.bin);
+  if (r.kind == kAudited || r.kind == kUnaudited) bump(exits_[b]);
+  if (r.kind == kAudited) bump(audits_[b]);
   if (!r.disagree) return;
-  if (r.kind == kExact) bump(counts_exact_[static_cast<std::size_t>(r.bin)]);
-  if (r.kind == kAudited) bump(counts_audited_[static_cast<std::size_t>(r.bin)]);
+  if (r.kind == kExact) bump(disagree_exact_[b]);
+  if (r.kind == kAudited) bump(disagree_audited_[b]);
 }
 
 void ThresholdController::push(const Record& r) {
@@ -95,22 +99,24 @@ void ThresholdController::observe(const Arm& arm, const Outcome& o) {
 ThresholdController::Estimate ThresholdController::estimate(double threshold) const {
   Estimate est;
   est.samples = window_.size();
-  est.exits = exits_;
-  est.audits = audits_;
   if (window_.empty()) {
     est.upper = 1.0;
     return est;
   }
-  const auto k0 = static_cast<std::size_t>(bin_of(threshold));
-  double exact = 0, audited = 0;
-  for (std::size_t b = k0; b < bins(); ++b) {
-    exact += static_cast<double>(counts_exact_[b]);
-    audited += static_cast<double>(counts_audited_[b]);
+  // Only samples with C >= threshold would exit at that threshold: sum the bins from its own upward. The
+  // audits are a uniform sample of all exits, hence of the exits above any threshold too.
+  double exact = 0, audited = 0, exits = 0, audits = 0;
+  for (auto b = static_cast<std::size_t>(bin_of(threshold)); b < bins(); ++b) {
+    exact += static_cast<double>(disagree_exact_[b]);
+    audited += static_cast<double>(disagree_audited_[b]);
+    exits += static_cast<double>(exits_[b]);
+    audits += static_cast<double>(audits_[b]);
   }
-  const double n = static_cast<double>(est.samples), e = static_cast<double>(exits_), a = static_cast<double>(audits_);
-  const double exit_share = e / n;
-  est.point = exact / n + (a > 0 ? exit_share * audited / a : 0.0);
-  est.upper = std::min(1.0, exact / n + (e > 0 ? exit_share * wilson_upper(audited, a, p_.z) : 0.0));
+  est.exits = static_cast<std::size_t>(exits);
+  est.audits = static_cast<std::size_t>(audits);
+  const double n = static_cast<double>(est.samples), exit_share = exits / n;
+  est.point = exact / n + (audits > 0 ? exit_share * audited / audits : 0.0);
+  est.upper = std::min(1.0, exact / n + (exits > 0 ? exit_share * wilson_upper(audited, audits, p_.z) : 0.0));
   return est;
 }
 

@@ -9,8 +9,8 @@
 // `audit_rate` of them is sent on anyway; they stand in for all exits.
 //
 // Estimate over the last `window` samples, for a candidate threshold a:
-//   D(a) = [ #offloaded with C >= a that disagree  +  E * (#audited with C >= a that disagree) / A ] / N
-// (E exits, A of them audited, N samples). The first part is counted exactly; the second is a subsample, so
+//   D(a) = [ #offloaded with C >= a that disagree  +  E(a) * (#audited with C >= a that disagree) / A(a) ] / N
+// (E(a) exits with C >= a, A(a) of them audited, N samples). The first part is counted exactly; the second is a subsample, so
 // the controller uses its one-sided Wilson upper bound (z) rather than the point estimate. D is monotone in a;
 // the target is the lowest grid threshold whose bound is within budget. Raising is immediate (safety),
 // lowering at most `max_lower_step` per update (the evidence for a lower threshold arrives slowly).
@@ -69,7 +69,7 @@ class ThresholdController {
     bool disagree;
   };
   int bin_of(double confidence) const;
-  std::size_t bins() const { return counts_exact_.size(); }
+  std::size_t bins() const { return exits_.size(); }
   void add(const Record& r, int sign);
   void push(const Record& r);
   void maybe_update();
@@ -78,8 +78,8 @@ class ThresholdController {
   double threshold_;
   Rng rng_;
   std::deque<Record> window_;
-  std::vector<std::uint64_t> counts_exact_, counts_audited_;  // disagreements per confidence bin
-  std::uint64_t exits_ = 0, audits_ = 0;
+  // Per confidence bin over the window: disagreements seen exactly (offloaded) and by audit, exits, audits.
+  std::vector<std::uint64_t> disagree_exact_, disagree_audited_, exits_, audits_;
   std::uint64_t since_update_ = 0;
 };
 

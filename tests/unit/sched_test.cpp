@@ -398,7 +398,7 @@ TEST(ThresholdController, FromABadThresholdReachesTheBudgetAndStaysWithinIt) {
   ThresholdController ctl(p);
   Rng rng(17);
   const Arm arm{2, std::nullopt};
-  const std::size_t block = 2000;
+  const std::size_t block = 5000;
   double worst_late_block = 0;
   std::size_t disagreements = 0;
   for (std::size_t t = 0; t < 40000; ++t) {
@@ -418,7 +418,7 @@ TEST(ThresholdController, FromABadThresholdReachesTheBudgetAndStaysWithinIt) {
       disagreements = 0;
     }
   }
-  EXPECT_LE(worst_late_block, p.budget) << "realised disagreement after the first 2000 samples";
+  EXPECT_LE(worst_late_block, p.budget) << "realised disagreement per 5000 samples after the first 5000";
   // Not trivially safe: it must have come down from "offload everything" to a threshold that exits samples.
   EXPECT_LT(ctl.threshold(), 0.97);
   EXPECT_GT(ctl.threshold(), 0.8);
