@@ -96,8 +96,9 @@ double layer_flops(const model::Config& c, const model::Hidden& h) {
 
 // How a benchmark runs the engine: the lever under test.
 enum class Mode {
-  fast,          // EncoderLayer::forward on our pool, OpenBLAS single-threaded
-  eigen_gemm,    // the same kernels with Eigen's own GEMM
+  fast,          // EncoderLayer::forward on our pool, packed-weight GEMM
+  blas_gemm,     // the same with OpenBLAS (single-threaded, on our pool) for the weight products
+  eigen_gemm,    // the same with Eigen's own GEMM
   reference,     // EncoderLayer::forward_reference: Eigen op by op, std::erf
   blas_threads,  // forward on one thread of ours, OpenBLAS's own pool with `threads` threads
   across,        // `threads` workspaces, each running its share of the samples on one thread
@@ -105,6 +106,7 @@ enum class Mode {
 const char* mode_name(Mode m) {
   switch (m) {
     case Mode::fast: return "fast";
+    case Mode::blas_gemm: return "blas_gemm";
     case Mode::eigen_gemm: return "eigen_gemm";
     case Mode::reference: return "reference";
     case Mode::blas_threads: return "blas_threads";
@@ -129,8 +131,10 @@ void layer_bench(benchmark::State& state, const Bench* b, int batch, int threads
   const model::Hidden start = embed(*b, in, batch);
   const model::Config& c = b->model->config();
   model::ExecOptions opt;
-  opt.threads = mode == Mode::fast || mode == Mode::eigen_gemm ? threads : 1;
-  opt.gemm = mode == Mode::eigen_gemm ? model::Gemm::eigen : model::Gemm::blas;
+  opt.threads = mode == Mode::blas_threads || mode == Mode::across ? 1 : threads;
+  opt.gemm = mode == Mode::eigen_gemm ? model::Gemm::eigen
+             : mode == Mode::fast    ? model::Gemm::packed
+                                     : model::Gemm::blas;
   model::Workspace ws(opt);
   if (mode == Mode::blas_threads) openblas_set_num_threads(threads);
   model::Hidden h = start;
@@ -186,7 +190,7 @@ void layer_bench(benchmark::State& state, const Bench* b, int batch, int threads
 // exit head.
 void model_bench(benchmark::State& state, const Bench* b, int batch, int threads) {
   const Input in = make_input(*b, batch);
-  model::Workspace ws(model::ExecOptions{threads, model::Gemm::blas});
+  model::Workspace ws(model::ExecOptions{threads, model::Gemm::packed});
   const auto& exits = b->model->config().early_exit.exit_layers;
   double flops = 0;
   for (auto _ : state) {
@@ -209,7 +213,8 @@ void register_all() {
     const std::vector<int> batches = big ? std::vector<int>{1} : std::vector<int>{1, 32};
     for (int batch : batches) {
       for (int threads : {1, 2}) {
-        for (Mode mode : {Mode::fast, Mode::eigen_gemm, Mode::reference, Mode::blas_threads, Mode::across}) {
+        for (Mode mode : {Mode::fast, Mode::blas_gemm, Mode::eigen_gemm, Mode::reference, Mode::blas_threads,
+                          Mode::across}) {
           if ((mode == Mode::reference) && threads > 1) continue;  // single-threaded by design
           if ((mode == Mode::blas_threads || mode == Mode::across) && threads == 1) continue;  // == fast
           if (mode == Mode::across && batch < threads) continue;

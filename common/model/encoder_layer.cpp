@@ -55,6 +55,8 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       pre_ln_(c.architecture == Architecture::vit),
       qkv_weight_(3 * c.hidden_size, c.hidden_size),
       qkv_bias_(3 * c.hidden_size),
+      qkv_{ConstMatrixMap(qkv_weight_.data(), qkv_weight_.rows(), qkv_weight_.cols()),
+           ConstVectorMap(qkv_bias_.data(), qkv_bias_.size())},
       query_(linear(w, names_for(c, index).self + "query.", c.hidden_size, c.hidden_size)),
       key_(linear(w, names_for(c, index).self + "key.", c.hidden_size, c.hidden_size)),
       value_(linear(w, names_for(c, index).self + "value.", c.hidden_size, c.hidden_size)),
@@ -73,6 +75,23 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       qkv_bias_.segment((3 * head + i) * d, d) = parts[i]->bias.segment(head * d, d);
     }
   }
+  if (packed_gemm_supported()) {
+    for (auto [l, p] : {std::pair{&qkv_, &packed_qkv_}, std::pair{&attention_output_, &packed_attention_output_},
+                        std::pair{&intermediate_, &packed_intermediate_}, std::pair{&output_, &packed_output_}}) {
+      *p = pack_weights(l->weight.data(), l->weight.rows(), l->weight.cols());
+    }
+  }
+}
+
+void EncoderLayer::linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows,
+                                  const float* a, Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0,
+                                  Eigen::Index c1, bool accumulate) const {
+  if (g == Gemm::packed) {
+    gemm_packed(rows, c0, c1, a, k, packed, l.bias.data(), accumulate, y, n);
+    return;
+  }
+  gemm_nt(g, rows, c1 - c0, k, a, k, l.weight.data() + c0 * k, k, accumulate ? 1.0f : 0.0f, y + c0, n);
+  add_bias(y, n, rows, l.bias.data(), c0, c1);
 }
 
 void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
@@ -80,10 +99,10 @@ void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
   if (rows == 0) return;
   float* x = h.x.data();
   float* normed = ws.get(Workspace::normed, rows, hidden).data();
+  float* qkv = ws.get(Workspace::qkv, rows, 3 * hidden).data();
   const float* context = ws.get(Workspace::context, rows, hidden).data();
   float* inner = ws.get(Workspace::intermediate, rows, inner_size).data();
-  ws.get(Workspace::qkv, rows, 3 * hidden);  // sized here: attention_heads runs on the pool
-  const Gemm g = ws.options().gemm;
+  const Gemm g = packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
   const double flops = 2.0 * static_cast<double>(rows) * hidden * (4 * hidden + 2 * inner_size);
   const bool parallel = ws.threads() > 1 && flops >= kMinParallelFlops;
   // Runs phase(part, parts) on every thread, or once on this one; returning is the join.
@@ -95,26 +114,30 @@ void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
     }
   };
   // Row shares for LayerNorm, column shares for GEMMs: a thread then reads all of A and only its slice of
-  // the weights, which dominate the bytes moved at small batch.
+  // the weights, which dominate the bytes moved at small batch. Column shares are whole weight panels.
   auto norm = [&](const LayerNorm& ln, float* out) {
     each([&](int i, int n) {
       const auto [r0, r1] = share(rows, i, n, 1);
       ln.rows(x, hidden, out, hidden, r0, r1);
     });
   };
-  // y[:, slice] = a W[slice]^T + b[slice] + (residual ? y[:, slice] : 0)
-  auto project = [&](const Linear& l, const float* a, Eigen::Index k, float* y, Eigen::Index n, bool residual) {
+  auto project = [&](const Linear& l, const PackedWeights& p, const float* a, Eigen::Index k, float* y,
+                     Eigen::Index n, bool accumulate) {
     each([&](int i, int parts) {
-      const auto [c0, c1] = share(n, i, parts, 16);
-      gemm_nt(g, rows, c1 - c0, k, a, k, l.weight.data() + c0 * k, k, residual ? 1.0f : 0.0f, y + c0, n);
-      add_bias(y, n, rows, l.bias.data(), c0, c1);
+      const auto [c0, c1] = share(n, i, parts, kPanel);
+      linear_columns(g, l, p, rows, a, k, y, n, c0, c1, accumulate);
     });
   };
 
   if (pre_ln_) norm(ln1_, normed);
   const float* attention_in = pre_ln_ ? normed : x;
-  each([&](int i, int n) { attention_heads(attention_in, h, ws, i, n); });
-  project(attention_output_, context, hidden, x, hidden, true);
+  // A thread owning heads a..b projects their Q, K, V itself and goes straight on to their attention,
+  // unless their columns do not start on a weight panel (3 x head size not a multiple of kPanel, e.g. the
+  // ViT's 48): then the projection is its own phase, split by panels.
+  const bool fused = !parallel || (3 * head_dim_) % kPanel == 0;
+  if (!fused) project(qkv_, packed_qkv_, attention_in, hidden, qkv, 3 * hidden, false);
+  each([&](int i, int n) { attention_heads(attention_in, h, ws, i, n, fused); });
+  project(attention_output_, packed_attention_output_, context, hidden, x, hidden, true);
   if (pre_ln_) {
     norm(ln2_, normed);
   } else {
@@ -122,25 +145,26 @@ void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
   }
   const float* ffn_in = pre_ln_ ? normed : x;
   each([&](int i, int n) {
-    const auto [c0, c1] = share(inner_size, i, n, 16);
-    gemm_nt(g, rows, c1 - c0, hidden, ffn_in, hidden, intermediate_.weight.data() + c0 * hidden, hidden, 0.0f,
-            inner + c0, inner_size);
-    add_bias_gelu(inner, inner_size, rows, intermediate_.bias.data(), c0, c1);
+    const auto [c0, c1] = share(inner_size, i, n, kPanel);
+    linear_columns(g, intermediate_, packed_intermediate_, rows, ffn_in, hidden, inner, inner_size, c0, c1, false);
+    gelu_columns(inner, inner_size, rows, c0, c1);
   });
-  project(output_, inner, inner_size, x, hidden, true);
+  project(output_, packed_output_, inner, inner_size, x, hidden, true);
   if (!pre_ln_) norm(ln2_, x);
 }
 
-void EncoderLayer::attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts) const {
+void EncoderLayer::attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts,
+                                   bool project) const {
   const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), t = h.tokens, d = head_dim_, ld = 3 * hidden;
   const auto [first, last] = share(heads_, part, parts, 1);
   if (first == last) return;
-  const Gemm g = ws.options().gemm;
+  const Gemm g = ws.options().gemm == Gemm::eigen ? Gemm::eigen : Gemm::blas;  // activations on both sides
   float* qkv = ws.get(Workspace::qkv, rows, ld).data();  // no growth here: forward() sized it
   float* context = ws.get(Workspace::context, rows, hidden).data();
-  gemm_nt(g, rows, 3 * d * (last - first), hidden, in, hidden, qkv_weight_.data() + 3 * d * first * hidden, hidden,
-          0.0f, qkv + 3 * d * first, ld);
-  add_bias(qkv, ld, rows, qkv_bias_.data(), 3 * d * first, 3 * d * last);
+  if (project) {
+    const Gemm pg = packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
+    linear_columns(pg, qkv_, packed_qkv_, rows, in, hidden, qkv, ld, 3 * d * first, 3 * d * last, false);
+  }
   // Each head reads its Q, K and V in place (row stride 3H) and writes its context columns in place.
   float* scores = ws.scratch(part, t, t).data();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));

@@ -27,7 +27,12 @@ class EncoderLayer {
 
  private:
   // Phases of forward(); `part` of `parts` is the share of one thread.
-  void attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts) const;
+  // Q, K, V of heads [first, last), then their attention; `project` false: Q, K, V are already in ws.
+  void attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts, bool project) const;
+  // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
+  void linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows, const float* a,
+                      Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0, Eigen::Index c1,
+                      bool accumulate) const;
   void attention_reference(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const;
   void feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const;
 
@@ -38,8 +43,11 @@ class EncoderLayer {
   // goes straight on to their attention, with no join in between.
   Matrix qkv_weight_;
   Vector qkv_bias_;
-  Linear query_, key_, value_, attention_output_, intermediate_, output_;
+  Linear qkv_, query_, key_, value_, attention_output_, intermediate_, output_;
   LayerNorm ln1_, ln2_;
+  // The four weights repacked for gemm_packed (empty where the CPU cannot run it): a private copy, so the
+  // encoder's weights take twice their file size in memory.
+  PackedWeights packed_qkv_, packed_attention_output_, packed_intermediate_, packed_output_;
 };
 
 }  // namespace ee::model

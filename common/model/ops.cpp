@@ -109,15 +109,11 @@ void add_bias(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, 
   }
 }
 
-void add_bias_gelu(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0,
-                   Eigen::Index c1) {
+void gelu_columns(float* y, Eigen::Index ldy, Eigen::Index rows, Eigen::Index c0, Eigen::Index c1) {
   const auto inv_sqrt2 = static_cast<float>(M_SQRT1_2);
   for (Eigen::Index r = 0; r < rows; ++r) {
     float* row = y + r * ldy;
-    for (Eigen::Index c = c0; c < c1; ++c) {
-      const float v = row[c] + bias[c];
-      row[c] = 0.5f * v * (1.0f + erf_fast(v * inv_sqrt2));
-    }
+    for (Eigen::Index c = c0; c < c1; ++c) row[c] = 0.5f * row[c] * (1.0f + erf_fast(row[c] * inv_sqrt2));
   }
 }
 

@@ -5,6 +5,8 @@
 // std::erf), which the exit heads, the embeddings and EncoderLayer::forward_reference use; and the fast
 // kernels below them (GEMM on raw row-major storage, fused epilogues) that EncoderLayer::forward is built
 // from. Tests hold the fast kernels to the reference ones.
+#include <vector>
+
 #include "common/model/tensor.hpp"
 
 namespace ee::model {
@@ -38,9 +40,12 @@ void softmax_rows(Ref x);
 
 // --- fast kernels: row-major storage given as pointer + leading dimension (elements between rows) ---
 
-// Which library multiplies matrices. OpenBLAS reaches ~95 % of this machine's SGEMM peak on the layer's
-// shapes; Eigen's own GEMM ~60-80 % (bench/RESULTS.md, "Engine speed").
-enum class Gemm { blas, eigen };
+// Which kernel multiplies activations by weights. packed: our AVX-512 kernel on weights repacked at load
+// (below); on this machine's layer shapes it is 10-40 % faster than OpenBLAS, which packs the weights again
+// on every call and pays a fixed cost that dominates 17-row products. blas: OpenBLAS. eigen: Eigen's own
+// GEMM. Where the CPU lacks AVX-512F, packed runs as blas. Attention's per-head products always use
+// blas or eigen (their right-hand side is an activation, not a weight). bench/RESULTS.md has the ablation.
+enum class Gemm { packed, blas, eigen };
 
 // C = A B^T + beta C: A is m x k, B is n x k (a torch.nn.Linear weight), C is m x n.
 void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
@@ -48,15 +53,30 @@ void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float
 // C = A B: A is m x k, B is k x n, C is m x n (overwritten).
 void gemm_nn(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
              const float* b, Eigen::Index ldb, float* c, Eigen::Index ldc);
+// A weight W [n x k] (torch.nn.Linear layout) repacked for gemm_packed: panels of kPanel output columns,
+// each stored k-major (the kPanel weights of one input feature are contiguous), zero-padded to whole panels.
+constexpr Eigen::Index kPanel = 32;
+struct PackedWeights {
+  Eigen::Index n = 0, k = 0;
+  std::vector<float, Eigen::aligned_allocator<float>> data;
+};
+PackedWeights pack_weights(const float* w, Eigen::Index n, Eigen::Index k);
+// Whether this CPU runs gemm_packed (AVX-512F, checked at run time: the rest of the binary may be built
+// for a baseline -march).
+bool packed_gemm_supported();
+// Columns [c0, c1) of C (m rows, row stride ldc) = A W[c0:c1]^T + bias[c0:c1], plus their previous value if
+// `accumulate` (a residual connection, fused). A is m x k with row stride lda; c0 is a multiple of kPanel.
+void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
+                 const PackedWeights& w, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
 // Makes OpenBLAS run every call on the calling thread: the engine splits work across its own pool
 // (Workspace), and a second pool spinning on the same cores would fight it. Idempotent, thread-safe.
 void blas_single_threaded();
 
 // Columns [c0, c1) of rows [0, rows) of y: y += bias.
 void add_bias(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0, Eigen::Index c1);
-// The same, then exact GELU: one pass over data the GEMM just left in cache.
-void add_bias_gelu(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0,
-                   Eigen::Index c1);
+// Exact GELU of columns [c0, c1) of rows [0, rows) of y, in place: one pass over data the GEMM has just
+// left in cache, with erf_fast so the loop vectorises.
+void gelu_columns(float* y, Eigen::Index ldy, Eigen::Index rows, Eigen::Index c0, Eigen::Index c1);
 // Softmax of each row of a rows x cols block (row stride ld) of s * scale, in place.
 void softmax_scaled(float* s, Eigen::Index ld, Eigen::Index rows, Eigen::Index cols, float scale);
 // erf to within a few float ulp (a 13/8-degree rational fit on [-4, 4], as Eigen's fast erf), written

@@ -16,8 +16,9 @@ struct ExecOptions {
   // Threads one layer may use (the caller's included). Small layers run on one regardless: splitting a
   // 2-MFLOP layer costs more in joins than it saves.
   int threads = 1;
-  // Matrix products: OpenBLAS (default) or Eigen's own GEMM (kept as the ablation baseline).
-  Gemm gemm = Gemm::blas;
+  // Products with weights: our packed AVX-512 kernel (default; OpenBLAS where the CPU lacks AVX-512F),
+  // OpenBLAS, or Eigen's own GEMM (the ablation baseline). ops.hpp says why.
+  Gemm gemm = Gemm::packed;
 };
 
 class Workspace {

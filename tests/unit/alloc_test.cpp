@@ -68,7 +68,7 @@ TEST(Allocations, NonePerLayerInSteadyStateOnTheVit) {
   while (pixels.size() < 32 * per_image) pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
   for (int threads : {1, 2}) {
     for (int batch : {1, 32}) {
-      Workspace ws(ExecOptions{threads, Gemm::blas});
+      Workspace ws(ExecOptions{threads, Gemm::packed});
       const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
       EXPECT_EQ(allocations_per_steady_run(*model, input, ws, 5), 0) << threads << " threads, batch " << batch;
     }
@@ -87,7 +87,7 @@ TEST(Allocations, NoneForSmallerBatchesOrWithEigenGemm) {
   small.input_ids.resize(48);
   small.token_type_ids.resize(48);
   small.lengths = {30};
-  for (const ExecOptions o : {ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
+  for (const ExecOptions o : {ExecOptions{2, Gemm::packed}, ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
     Workspace ws(o);
     allocations_per_steady_run(*model, model->embed_tokens(big), ws, 1);
     // A smaller batch after a larger one fits in the buffers already there.

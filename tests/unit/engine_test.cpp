@@ -28,10 +28,12 @@ double relative_error(const Matrix& ours, const Matrix& want) {
   return (ours - want).cwiseAbs().maxCoeff() / std::max(1e-12f, want.cwiseAbs().maxCoeff());
 }
 
-const ExecOptions kSettings[] = {{1, Gemm::blas}, {2, Gemm::blas}, {1, Gemm::eigen}, {2, Gemm::eigen}};
+const ExecOptions kSettings[] = {{1, Gemm::packed}, {2, Gemm::packed}, {1, Gemm::blas},
+                                 {2, Gemm::blas},   {1, Gemm::eigen},  {2, Gemm::eigen}};
 
 std::string name(const ExecOptions& o) {
-  return std::to_string(o.threads) + " thread(s), " + (o.gemm == Gemm::blas ? "OpenBLAS" : "Eigen");
+  const char* gemm[] = {"packed", "OpenBLAS", "Eigen"};
+  return std::to_string(o.threads) + " thread(s), " + gemm[static_cast<int>(o.gemm)];
 }
 
 TEST(FastKernels, ErfMatchesStdErf) {
@@ -40,13 +42,39 @@ TEST(FastKernels, ErfMatchesStdErf) {
   EXPECT_LE(worst, 5e-7);  // a few float ulp of 1
 }
 
-TEST(FastKernels, BiasGeluMatchesReference) {
+TEST(FastKernels, GeluColumnsMatchesReference) {
   Matrix y = Matrix::Random(5, 40) * 6.0f;
-  const Vector bias = Vector::Random(40);
-  Matrix want = y.rowwise() + bias;
+  Matrix want = y;
   gelu(want);
-  add_bias_gelu(y.data(), y.cols(), y.rows(), bias.data(), 0, y.cols());
+  want.leftCols(3) = y.leftCols(3);  // columns outside [3, 40) are left alone
+  gelu_columns(y.data(), y.cols(), y.rows(), 3, y.cols());
   EXPECT_LE((y - want).cwiseAbs().maxCoeff(), 1e-6);
+}
+
+TEST(FastKernels, PackedGemmMatchesEigenOnEveryTail) {
+  if (!packed_gemm_supported()) GTEST_SKIP() << "no AVX-512F on this CPU";
+  for (Eigen::Index m : {1, 5, 12, 13, 30}) {
+    for (Eigen::Index n : {7, 32, 40, 96}) {
+      const Eigen::Index k = 37;
+      const Matrix a = Matrix::Random(m, k), w = Matrix::Random(n, k), start = Matrix::Random(m, n);
+      const Vector bias = Vector::Random(n);
+      const PackedWeights p = pack_weights(w.data(), n, k);
+      for (bool accumulate : {false, true}) {
+        Matrix c = start;
+        gemm_packed(m, 0, n, a.data(), k, p, bias.data(), accumulate, c.data(), n);
+        Matrix want = (a * w.transpose()).rowwise() + bias;
+        if (accumulate) want += start;
+        EXPECT_LE((c - want).cwiseAbs().maxCoeff(), 1e-4) << m << " x " << n << (accumulate ? " +=" : "");
+      }
+      if (n > kPanel) {  // a column range starting on the second panel leaves the first untouched
+        Matrix c = start;
+        gemm_packed(m, kPanel, n, a.data(), k, p, bias.data(), false, c.data(), n);
+        EXPECT_EQ(c.leftCols(kPanel), start.leftCols(kPanel));
+        const Matrix want = (a * w.bottomRows(n - kPanel).transpose()).rowwise() + bias.tail(n - kPanel);
+        EXPECT_LE((c.rightCols(n - kPanel) - want).cwiseAbs().maxCoeff(), 1e-4);
+      }
+    }
+  }
 }
 
 // Every setting of the fast layer against forward_reference, on real images at batch 1 (one thread by the

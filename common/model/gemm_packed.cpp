@@ -1,0 +1,90 @@
+// gemm_packed (ops.hpp): C = A W^T + bias (+ C) on weights packed once at load. One micro-kernel computes
+// a block of up to 12 rows x 32 columns of C in 24 AVX-512 accumulators over the whole of k: each step loads
+// the 32 weights of one input feature (two vectors, contiguous in the packed panel) and broadcasts one value
+// from each of the 12 rows of A. A weight panel (32 x k floats, 96 KB at k = 768) stays in L2 while every
+// row block of A streams past it, so the weights are read from memory once per call and nothing is packed
+// per call. Bias and residual are folded into the accumulators' initial values; the column tail is masked.
+// Compiled for AVX-512F by function attribute, so a binary built for a baseline -march still carries it
+// and packed_gemm_supported() decides at run time.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "common/model/ops.hpp"
+
+namespace ee::model {
+namespace {
+
+constexpr int kRows = 12;  // rows of one micro-kernel call: 24 accumulators + 2 weight vectors of 32 zmm
+
+template <int Rows>
+__attribute__((target("avx512f"))) void micro_kernel(Eigen::Index k, const float* a, Eigen::Index lda, const float* panel,
+                                                     const float* bias, bool accumulate, float* c, Eigen::Index ldc,
+                                                     __mmask16 mask0, __mmask16 mask1) {
+  __m512 lo[Rows], hi[Rows];
+  const __m512 bias_lo = _mm512_maskz_loadu_ps(mask0, bias), bias_hi = _mm512_maskz_loadu_ps(mask1, bias + 16);
+  for (int i = 0; i < Rows; ++i) {
+    lo[i] = bias_lo;
+    hi[i] = bias_hi;
+    if (accumulate) {
+      lo[i] = _mm512_add_ps(lo[i], _mm512_maskz_loadu_ps(mask0, c + i * ldc));
+      hi[i] = _mm512_add_ps(hi[i], _mm512_maskz_loadu_ps(mask1, c + i * ldc + 16));
+    }
+  }
+  for (Eigen::Index kk = 0; kk < k; ++kk) {
+    const __m512 w_lo = _mm512_load_ps(panel + kk * kPanel), w_hi = _mm512_load_ps(panel + kk * kPanel + 16);
+    for (int i = 0; i < Rows; ++i) {
+      const __m512 x = _mm512_set1_ps(a[i * lda + kk]);
+      lo[i] = _mm512_fmadd_ps(x, w_lo, lo[i]);
+      hi[i] = _mm512_fmadd_ps(x, w_hi, hi[i]);
+    }
+  }
+  for (int i = 0; i < Rows; ++i) {
+    _mm512_mask_storeu_ps(c + i * ldc, mask0, lo[i]);
+    _mm512_mask_storeu_ps(c + i * ldc + 16, mask1, hi[i]);
+  }
+}
+
+using MicroKernel = void (*)(Eigen::Index, const float*, Eigen::Index, const float*, const float*, bool, float*,
+                             Eigen::Index, __mmask16, __mmask16);
+constexpr MicroKernel kKernels[kRows + 1] = {nullptr,          micro_kernel<1>, micro_kernel<2>,  micro_kernel<3>,
+                                             micro_kernel<4>,  micro_kernel<5>, micro_kernel<6>,  micro_kernel<7>,
+                                             micro_kernel<8>,  micro_kernel<9>, micro_kernel<10>, micro_kernel<11>,
+                                             micro_kernel<12>};
+
+__mmask16 lanes(Eigen::Index n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << std::max<Eigen::Index>(n, 0)) - 1);
+}
+
+}  // namespace
+
+PackedWeights pack_weights(const float* w, Eigen::Index n, Eigen::Index k) {
+  PackedWeights p{n, k, {}};
+  const Eigen::Index panels = (n + kPanel - 1) / kPanel;
+  p.data.assign(static_cast<size_t>(panels * kPanel * k), 0.0f);
+  for (Eigen::Index col = 0; col < n; ++col) {
+    float* out = p.data.data() + (col / kPanel) * kPanel * k + col % kPanel;
+    for (Eigen::Index kk = 0; kk < k; ++kk) out[kk * kPanel] = w[col * k + kk];
+  }
+  return p;
+}
+
+bool packed_gemm_supported() {
+  static const bool supported = __builtin_cpu_supports("avx512f");
+  return supported;
+}
+
+void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
+                 const PackedWeights& w, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
+  for (Eigen::Index col = c0; col < c1; col += kPanel) {
+    const Eigen::Index width = std::min(kPanel, c1 - col);
+    const __mmask16 mask0 = lanes(width), mask1 = lanes(width - 16);
+    const float* panel = w.data.data() + (col / kPanel) * kPanel * w.k;
+    for (Eigen::Index row = 0; row < m; row += kRows) {
+      const auto rows = static_cast<int>(std::min<Eigen::Index>(kRows, m - row));
+      kKernels[rows](w.k, a + row * lda, lda, panel, bias + col, accumulate, c + row * ldc + col, ldc, mask0, mask1);
+    }
+  }
+}
+
+}  // namespace ee::model
