@@ -153,7 +153,7 @@ TEST(ReferenceTrace, Ucb1AndSplitEESConvergeToTheBestFixedArm) {
 TEST(ReferenceTrace, ThresholdControllerFromABadAlphaReachesTheBudgetAndStays) {
   const ExitTrace& t = reference_trace();
   ThresholdControllerParams p;
-  p.initial = 0.4;  // far too low for a one-point budget: ~7 % of answers disagree with the final layer
+  p.initial = 0.4;  // far too low for a one-point budget: ~10 % of answers disagree with the final layer
   ThresholdController controller(p);
   const Arm arm{1, std::nullopt};
   // Driven sample by sample to see the realised disagreement over time (the trace knows the final answers).
