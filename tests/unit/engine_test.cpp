@@ -42,6 +42,24 @@ TEST(FastKernels, ErfMatchesStdErf) {
   EXPECT_LE(worst, 5e-7);  // a few float ulp of 1
 }
 
+TEST(FastKernels, ExpMatchesStdExp) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 10.0f; x += 1e-3f) {
+    worst = std::max(worst, std::abs(double(exp_fast(x)) - std::exp(double(x))) / std::exp(double(x)));
+  }
+  EXPECT_LE(worst, 3e-7);
+}
+
+TEST(FastKernels, SoftmaxMatchesReference) {
+  for (Eigen::Index cols : {1, 17, 40, 128}) {
+    const Matrix start = Matrix::Random(9, cols) * 20.0f;
+    Matrix want = start * 0.25f, got = start;
+    softmax_rows(want);
+    softmax_scaled(got.data(), cols, got.rows(), cols, 0.25f);
+    EXPECT_LE((got - want).cwiseAbs().maxCoeff(), 1e-6) << cols;
+  }
+}
+
 TEST(FastKernels, GeluColumnsMatchesReference) {
   Matrix y = Matrix::Random(5, 40) * 6.0f;
   Matrix want = y;
