@@ -1,9 +1,10 @@
 // Engine speed (Google Benchmark): one encoder layer and the whole model (embeddings, every layer, every
-// exit head) of each model directory given, at batch 1 and 32, 1 and 2 threads, and the ablation of the
-// engine's levers (reference op-by-op layer, Eigen's own GEMM instead of OpenBLAS, OpenBLAS's own threads
-// instead of ours, threads across samples instead of inside the layer).
+// exit head) of each model directory given, at batch 1 and 32 (BERT-base-shaped: batch 1, layer only), 1
+// and 2 threads, and the ablation of the engine's levers: OpenBLAS or Eigen's own GEMM instead of the
+// packed kernel, the op-by-op reference layer, OpenBLAS's own threads instead of ours, threads across
+// samples instead of inside the layer.
 //
-//   engine_bench --vit=models/fmnist-vit --bert=build/bert-base-1l [--text=models/spam-bert]
+//   engine_bench --vit=models/fmnist-vit --bert=build/bench/bench-models/bert-base-1l [--text=models/spam-bert]
 //                [--write_outputs=DIR] [--benchmark_...]
 //
 // Every figure is the mean latency of back-to-back calls over one repetition; run with
