@@ -53,20 +53,6 @@ std::vector<int> argmax_rows(const model::Matrix& logits) {
   return out;
 }
 
-sim::EvalDataset image_dataset(const model::MultiExitModel& model, const std::string& images,
-                               const std::string& labels, int limit) {
-  auto ds = std::make_shared<sim::ImageDataset>(sim::load_idx(images, labels));
-  sim::EvalDataset out;
-  out.name = images;
-  const int n = limit > 0 ? std::min(limit, ds->count) : ds->count;
-  out.labels.assign(ds->labels.begin(), ds->labels.begin() + n);
-  out.embed = [ds, &model](int first, int count) {
-    const size_t size = ds->image_size();
-    return model.embed_images(std::span(ds->pixels).subspan(first * size, count * size), count);
-  };
-  return out;
-}
-
 // Answers of the cloud for every sample of `edge` (at depth s) after it crossed the wire as `v`; adds the
 // frame sizes to `cell`.
 std::vector<int> offload(const model::MultiExitModel& model, const model::Hidden& edge, const Variant& v,
@@ -124,7 +110,7 @@ int main(int argc, char** argv) {
       if (config.architecture == model::Architecture::bert)
         return sim::text_eval_dataset(*model, model_dir,
                                       text.empty() ? model_dir + "/sample/test_sample.jsonl" : text, limit);
-      return image_dataset(
+      return sim::image_eval_dataset(
           *model, images.empty() ? (sim::kFashionMnistDir / "t10k-images-idx3-ubyte.gz").string() : images,
           labels.empty() ? (sim::kFashionMnistDir / "t10k-labels-idx1-ubyte.gz").string() : labels, limit);
     }();

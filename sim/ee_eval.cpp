@@ -33,26 +33,6 @@ sim::Progress progress_printer(const std::string& what) {
   };
 }
 
-sim::EvalDataset image_dataset(const model::MultiExitModel& model, const std::string& images,
-                               const std::string& labels, int limit) {
-  auto ds = std::make_shared<sim::ImageDataset>(sim::load_idx(images, labels));
-  const auto& c = model.config();
-  if (ds->rows != c.image_size || ds->cols != c.image_size || c.num_channels != 1) {
-    throw std::runtime_error(images + " holds " + std::to_string(ds->rows) + "x" + std::to_string(ds->cols) +
-                             " single-channel images; the model takes " + std::to_string(c.num_channels) + "x" +
-                             std::to_string(c.image_size) + "x" + std::to_string(c.image_size));
-  }
-  sim::EvalDataset out;
-  out.name = images;
-  const int n = limit > 0 ? std::min(limit, ds->count) : ds->count;
-  out.labels.assign(ds->labels.begin(), ds->labels.begin() + n);
-  out.embed = [ds, &model](int first, int count) {
-    const size_t size = ds->image_size();
-    return model.embed_images(std::span(ds->pixels).subspan(first * size, count * size), count);
-  };
-  return out;
-}
-
 double percent(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0.0; }
 
 nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset& data, const sim::AllExits& all,
@@ -197,7 +177,7 @@ int main(int argc, char** argv) {
     if (c.architecture == model::Architecture::bert && text.empty()) text = model_dir + "/sample/test_sample.jsonl";
     const sim::EvalDataset data = c.architecture == model::Architecture::bert
                                       ? sim::text_eval_dataset(*model, model_dir, text, limit)
-                                      : image_dataset(*model, images, labels, limit);
+                                      : sim::image_eval_dataset(*model, images, labels, limit);
     std::printf("dataset %s: %d samples\n", data.name.c_str(), data.size());
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 

@@ -4,8 +4,29 @@
 #include <chrono>
 
 #include "common/model/workspace.hpp"
+#include "sim/dataset.hpp"
 
 namespace ee::sim {
+
+EvalDataset image_eval_dataset(const model::MultiExitModel& model, const std::string& images,
+                               const std::string& labels, int limit) {
+  auto ds = std::make_shared<ImageDataset>(load_idx(images, labels));
+  const auto& c = model.config();
+  if (ds->rows != c.image_size || ds->cols != c.image_size || c.num_channels != 1) {
+    throw DatasetError(images + " holds " + std::to_string(ds->rows) + "x" + std::to_string(ds->cols) +
+                       " single-channel images; the model takes " + std::to_string(c.num_channels) + "x" +
+                       std::to_string(c.image_size) + "x" + std::to_string(c.image_size));
+  }
+  EvalDataset out;
+  out.name = images;
+  const int n = limit > 0 ? std::min(limit, ds->count) : ds->count;
+  out.labels.assign(ds->labels.begin(), ds->labels.begin() + n);
+  out.embed = [ds, &model](int first, int count) {
+    const size_t size = ds->image_size();
+    return model.embed_images(std::span(ds->pixels).subspan(first * size, count * size), count);
+  };
+  return out;
+}
 
 AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDataset& data, int batch,
                             const Progress& progress, const model::ExecOptions& exec) {
@@ -19,7 +40,8 @@ AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDatase
       model.run_layers(h, layer, ws);
       const model::Matrix logits = model.exit_logits(h, layer, ws);
       for (int b = 0; b < n; ++b) {
-        out.confidences[first + b].push_back(exits::confidence(std::span(logits.row(b).data(), logits.cols())));
+        out.confidences[first + b].push_back(
+            exits::confidence(std::span(logits.row(b).data(), logits.cols())));
       }
     }
     if (progress) progress(first + n, data.size());
@@ -27,8 +49,9 @@ AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDatase
   return out;
 }
 
-RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
-                      int batch, const Progress& progress, const model::ExecOptions& exec) {
+RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data,
+                      const exits::ExitRule& rule, int batch, const Progress& progress,
+                      const model::ExecOptions& exec) {
   RuleRun run{rule, batch, {}, 0};
   run.results.resize(data.size());
   model::Workspace ws(exec);

@@ -22,6 +22,11 @@ struct EvalDataset {
   int size() const { return static_cast<int>(labels.size()); }
 };
 
+// IDX images and labels as the model sees them (checked against the model's image shape). `model` must
+// outlive the result; limit > 0 keeps the first `limit` samples.
+EvalDataset image_eval_dataset(const model::MultiExitModel& model, const std::string& images,
+                               const std::string& labels, int limit = 0);
+
 // Called with (done, total) as samples finish.
 using Progress = std::function<void(int done, int total)>;
 
@@ -39,7 +44,8 @@ struct RuleRun {
   std::vector<exits::ExitResult> results;  // per sample
   double seconds = 0;                      // wall time of embedding + layers + exits
 };
-RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data, const exits::ExitRule& rule,
-                      int batch, const Progress& progress = {}, const model::ExecOptions& exec = {});
+RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data,
+                      const exits::ExitRule& rule, int batch, const Progress& progress = {},
+                      const model::ExecOptions& exec = {});
 
 }  // namespace ee::sim

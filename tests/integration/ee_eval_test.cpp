@@ -41,14 +41,14 @@ TEST(ReferenceModel, EveryExitAgreesWithPyTorchOnTheFullTestSet) {
   const auto ds = fashion_mnist_test();
   const TorchPredictions torch = torch_predictions();
   ASSERT_EQ(torch.samples(), ds.count);
-  sim::EvalDataset data{"t10k", ds.labels, {}, [&](int first, int count) {
-                          return model->embed_images(
-                              std::span(ds.pixels).subspan(first * ds.image_size(), count * ds.image_size()), count);
-                        }};
+  const sim::EvalDataset data =
+      sim::image_eval_dataset(*model, (sim::kFashionMnistDir / "t10k-images-idx3-ubyte.gz").string(),
+                              (sim::kFashionMnistDir / "t10k-labels-idx1-ubyte.gz").string());
   const sim::AllExits all = sim::evaluate_all_exits(*model, data, 500);
   for (int k = 0; k < torch.exits; ++k) {
     int differ = 0;
-    for (int s = 0; s < ds.count; ++s) differ += all.confidences[s][k].label != torch.labels[s * torch.exits + k];
+    for (int s = 0; s < ds.count; ++s)
+      differ += all.confidences[s][k].label != torch.labels[s * torch.exits + k];
     // float32 in two runtimes: a sample whose top two logits tie to ~1e-6 may flip; more than that is a bug.
     EXPECT_LE(differ, 2) << "exit " << k + 1 << ": " << differ << " of " << ds.count << " predictions differ";
   }
@@ -57,7 +57,8 @@ TEST(ReferenceModel, EveryExitAgreesWithPyTorchOnTheFullTestSet) {
 TEST(EeEval, ReportsPyTorchsPerExitAccuracyAndAConsistentEarlyExitTable) {
   const fs::path json = fs::temp_directory_path() / ("ee_eval_test_" + std::to_string(::getpid()) + ".json");
   const std::string cmd = std::string(EE_EVAL_BIN) + " --model " + kModel.string() +
-                          " --rule max_prob:0.9 --rule patience:2 --batch 16 --json " + json.string() + " > /dev/null";
+                          " --rule max_prob:0.9 --rule patience:2 --batch 16 --json " + json.string() +
+                          " > /dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(json);
   const nlohmann::json j = nlohmann::json::parse(in);
@@ -69,7 +70,8 @@ TEST(EeEval, ReportsPyTorchsPerExitAccuracyAndAConsistentEarlyExitTable) {
   for (int k = 0; k < torch.exits; ++k) {
     int correct = 0;
     for (int s = 0; s < ds.count; ++s) correct += torch.labels[s * torch.exits + k] == ds.labels[s];
-    EXPECT_NEAR(j["per_exit_accuracy"][std::to_string(k + 1)].get<double>(), 100.0 * correct / ds.count, 0.021)
+    EXPECT_NEAR(j["per_exit_accuracy"][std::to_string(k + 1)].get<double>(), 100.0 * correct / ds.count,
+                0.021)
         << "exit " << k + 1;
   }
   for (const auto& rule : j["rules"]) {
@@ -91,7 +93,8 @@ TEST(EeEval, FailsCleanlyOnBadInput) {
   const std::string bin = EE_EVAL_BIN;
   EXPECT_NE(std::system((bin + " --model /nonexistent 2> /dev/null").c_str()), 0);
   EXPECT_NE(std::system((bin + " --model " + kModel.string() + " --rule bogus:1 2> /dev/null").c_str()), 0);
-  EXPECT_NE(std::system((bin + " --model " + kModel.string() + " --images /etc/hostname 2> /dev/null").c_str()), 0);
+  EXPECT_NE(
+      std::system((bin + " --model " + kModel.string() + " --images /etc/hostname 2> /dev/null").c_str()), 0);
   EXPECT_EQ(std::system((bin + " --help > /dev/null").c_str()), 0);
 }
 
