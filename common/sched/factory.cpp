@@ -22,7 +22,7 @@ std::string trim(const std::string& s) {
 // Reads the parameters one policy accepts; anything left over is a typo worth an error.
 class Params {
  public:
-  Params(const PolicySpec& spec) : spec_(spec) {}
+  explicit Params(const PolicySpec& spec) : spec_(spec) {}
 
   double number(const std::string& key, double fallback) {
     used_.insert(key);
