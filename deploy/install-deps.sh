@@ -42,6 +42,7 @@ fi
 # use Debian's only where none is on PATH.
 if ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
+  ((${#missing[@]})) || apt-get update -qq
   apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 
