@@ -5,7 +5,9 @@
 // row block of A streams past it, so the weights are read from memory once per call and nothing is packed
 // per call. Bias and residual are folded into the accumulators' initial values; the column tail is masked.
 // Compiled for AVX-512F by function attribute, so a binary built for a baseline -march still carries it
-// and packed_gemm_supported() decides at run time.
+// and packed_gemm_supported() decides at run time. Panel loads are unaligned loads: Eigen's allocator
+// aligns to the widest vector of the -march it was built for (16 bytes in a baseline build), and on
+// aligned data they cost the same.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -32,7 +34,7 @@ __attribute__((target("avx512f"))) void micro_kernel(Eigen::Index k, const float
     }
   }
   for (Eigen::Index kk = 0; kk < k; ++kk) {
-    const __m512 w_lo = _mm512_load_ps(panel + kk * kPanel), w_hi = _mm512_load_ps(panel + kk * kPanel + 16);
+    const __m512 w_lo = _mm512_loadu_ps(panel + kk * kPanel), w_hi = _mm512_loadu_ps(panel + kk * kPanel + 16);
     for (int i = 0; i < Rows; ++i) {
       const __m512 x = _mm512_set1_ps(a[i * lda + kk]);
       lo[i] = _mm512_fmadd_ps(x, w_lo, lo[i]);
