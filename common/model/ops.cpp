@@ -145,7 +145,17 @@ void softmax_scaled(float* s, Eigen::Index ld, Eigen::Index rows, Eigen::Index c
     float* row = s + r * ld;
     float max = row[0];
     for (Eigen::Index c = 1; c < cols; ++c) max = row[c] > max ? row[c] : max;
-    for (Eigen::Index c = 0; c < cols; ++c) row[c] = exp_fast((row[c] - max) * scale);
+    // Explicit packets: GCC does not vectorise a loop over exp_fast, and Eigen's own exp expression peels
+    // unaligned elements into scalar calls. The tail (< one packet) is scalar.
+    using Packet = Eigen::internal::packet_traits<float>::type;
+    constexpr Eigen::Index lanes = Eigen::internal::packet_traits<float>::size;
+    const Packet pmax = Eigen::internal::pset1<Packet>(max), pscale = Eigen::internal::pset1<Packet>(scale);
+    Eigen::Index e = 0;
+    for (; e + lanes <= cols; e += lanes) {
+      const Packet v = Eigen::internal::ploadu<Packet>(row + e);
+      Eigen::internal::pstoreu(row + e, Eigen::internal::pexp(Eigen::internal::pmul(Eigen::internal::psub(v, pmax), pscale)));
+    }
+    for (; e < cols; ++e) row[e] = exp_fast((row[e] - max) * scale);
     // 16 partial sums: a float sum only vectorises when the code itself says the order may change.
     float partial[16] = {};
     Eigen::Index c = 0;
