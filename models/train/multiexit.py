@@ -119,20 +119,17 @@ def encoder_layer_tensors(prefix, layer):
     """HuggingFace names of one encoder layer -> tensors. BERT: attention.output.LayerNorm is applied after the
     attention residual, output.LayerNorm after the FFN residual; ViT: layernorm_before / layernorm_after."""
     a = layer.attention
-    out = {
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.query.weight": a.query.weight,
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.query.bias": a.query.bias,
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.key.weight": a.key.weight,
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.key.bias": a.key.bias,
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.value.weight": a.value.weight,
-        f"{prefix}.attention.{'self' if not layer.pre_ln else 'attention'}.value.bias": a.value.bias,
+    qkv = f"{prefix}.attention.{'attention' if layer.pre_ln else 'self'}"
+    out = {f"{qkv}.{part}.{kind}": getattr(getattr(a, part), kind)
+           for part in ("query", "key", "value") for kind in ("weight", "bias")}
+    out.update({
         f"{prefix}.attention.output.dense.weight": a.dense.weight,
         f"{prefix}.attention.output.dense.bias": a.dense.bias,
         f"{prefix}.intermediate.dense.weight": layer.intermediate.weight,
         f"{prefix}.intermediate.dense.bias": layer.intermediate.bias,
         f"{prefix}.output.dense.weight": layer.output.weight,
         f"{prefix}.output.dense.bias": layer.output.bias,
-    }
+    })
     ln1, ln2 = (("layernorm_before", "layernorm_after") if layer.pre_ln
                 else ("attention.output.LayerNorm", "output.LayerNorm"))
     out.update({f"{prefix}.{ln1}.weight": layer.ln1.weight, f"{prefix}.{ln1}.bias": layer.ln1.bias,
@@ -150,6 +147,15 @@ def exit_head_tensors(layer_index, head):
     return out
 
 
+def _encoder_and_exit_tensors(model, prefix):
+    out = {}
+    for n, layer in enumerate(model.layers):
+        out.update(encoder_layer_tensors(f"{prefix}.encoder.layer.{n}", layer))
+    for i in model.exit_layers:
+        out.update(exit_head_tensors(i, model.exits[str(i)]))
+    return out
+
+
 def vit_tensors(model):
     e = model.embeddings
     out = {
@@ -158,10 +164,7 @@ def vit_tensors(model):
         "vit.embeddings.patch_embeddings.projection.weight": e.projection.weight,
         "vit.embeddings.patch_embeddings.projection.bias": e.projection.bias,
     }
-    for n, layer in enumerate(model.layers):
-        out.update(encoder_layer_tensors(f"vit.encoder.layer.{n}", layer))
-    for i in model.exit_layers:
-        out.update(exit_head_tensors(i, model.exits[str(i)]))
+    out.update(_encoder_and_exit_tensors(model, "vit"))
     return out
 
 
@@ -235,10 +238,7 @@ def bert_tensors(model):
         "bert.embeddings.LayerNorm.weight": e.LayerNorm.weight,
         "bert.embeddings.LayerNorm.bias": e.LayerNorm.bias,
     }
-    for n, layer in enumerate(model.layers):
-        out.update(encoder_layer_tensors(f"bert.encoder.layer.{n}", layer))
-    for i in model.exit_layers:
-        out.update(exit_head_tensors(i, model.exits[str(i)]))
+    out.update(_encoder_and_exit_tensors(model, "bert"))
     return out
 
 
