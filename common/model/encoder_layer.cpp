@@ -19,18 +19,17 @@ struct LayerNames {
   std::string self, ln1, ln2;
 };
 
-LayerNames names_for(const Config& c, int index) {
-  if (c.architecture == Architecture::vit) {
-    const std::string p = "vit.encoder.layer." + std::to_string(index) + ".";
-    return {p + "attention.attention.", p + "layernorm_before.", p + "layernorm_after."};
-  }
-  const std::string p = "bert.encoder.layer." + std::to_string(index) + ".";
-  return {p + "attention.self.", p + "attention.output.LayerNorm.", p + "output.LayerNorm."};
-}
-
 std::string layer_prefix(const Config& c, int index) {
   return std::string(c.architecture == Architecture::vit ? "vit" : "bert") + ".encoder.layer." +
          std::to_string(index) + ".";
+}
+
+LayerNames names_for(const Config& c, int index) {
+  const std::string p = layer_prefix(c, index);
+  if (c.architecture == Architecture::vit) {
+    return {p + "attention.attention.", p + "layernorm_before.", p + "layernorm_after."};
+  }
+  return {p + "attention.self.", p + "attention.output.LayerNorm.", p + "output.LayerNorm."};
 }
 
 Linear linear(WeightLoader& w, const std::string& name, int64_t out, int64_t in) {
