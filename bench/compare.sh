@@ -6,7 +6,8 @@
 # bench/RESULTS.md (bench/report.py). Run it on a quiet machine (load average < 0.5): it says what it saw.
 #
 #   bench/compare.sh                 # full run, ~15 min on 2 cores
-#   EE_BENCH_REPS=5 bench/compare.sh # fewer repetitions
+#   EE_BENCH_REPS=5 bench/compare.sh # fewer repetitions (per case, over all rounds)
+#   EE_BENCH_ROUNDS=5 ...            # interleave ours and the peers in more rounds (default 3)
 #   EE_BENCH_PORTABLE=0 ...          # skip the portable (-march default) build of the ablation
 #
 # Needs deploy/install-deps.sh (OpenBLAS, python3-torch, python3-onnx, onnxruntime-node in /opt/eesplit/npm).
@@ -16,10 +17,25 @@ cd "$(dirname "$0")/.."
 build=${EE_BENCH_BUILD:-build/bench}
 raw=$build/compare
 reps=${EE_BENCH_REPS:-15}
+rounds=${EE_BENCH_ROUNDS:-3}
 min_time=${EE_BENCH_MIN_TIME:-0.05}
 eval_samples=${EE_BENCH_EVAL_SAMPLES:-2000}
 py=/usr/bin/python3  # Debian's python3-torch; a pyenv python3 earlier on PATH has no torch
 march=$(grep -oP '^EE_MARCH:STRING=\K.*' "$build/CMakeCache.txt" 2>/dev/null || echo native)
+
+# OpenBLAS picks its kernels by CPU model; a model newer than the library (0.3.21 on an Emerald Rapids Xeon,
+# family 6 model 207) gets its generic Prescott (SSE3) kernels, ~6x below the machine's SGEMM peak. That
+# would make PyTorch (on OpenBLAS) and the "% of OpenBLAS peak" columns meaningless, so name the right core.
+openblas_core() {
+  $py -c "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())"
+}
+openblas_detected=$(openblas_core)
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ "$openblas_detected" = Prescott ]; then
+  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+  [ -n "${OPENBLAS_CORETYPE:-}" ] && echo "compare: OpenBLAS detected $openblas_detected on this CPU; OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+fi
+openblas_core=$(openblas_core)
 
 echo "compare: building in $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DEE_BUILD_TESTS=OFF >/dev/null
@@ -49,39 +65,42 @@ $py bench/export_onnx.py --outputs "$raw/check" --out "$raw/onnx" "${peer_models
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "compare: load average $load_before (want < 0.5)"
 
-echo "compare: SGEMM peak"
-"$build/bench/sgemm_peak" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
-  --benchmark_format=json >"$raw/sgemm.json"
-OPENBLAS_NUM_THREADS=1 "$build/bench/eigen_blas_gemm" --benchmark_repetitions=5 \
-  --benchmark_report_aggregates_only=true --benchmark_format=json >"$raw/eigen_blas.json"
-
-echo "compare: our engine"
-bench_args=(--benchmark_repetitions="$reps" --benchmark_min_time="$min_time" --benchmark_report_aggregates_only=true
-  --benchmark_format=json)
-"$build/bench/engine_bench" "${models[@]}" "${bench_args[@]}" >"$raw/engine.json"
-if [ -x "$build-portable/bench/engine_bench" ]; then
-  "$build-portable/bench/engine_bench" "${models[@]}" "${bench_args[@]}" --benchmark_filter='layer/.*/fast' \
-    >"$raw/engine_portable.json"
-fi
-
-echo "compare: PyTorch"
-peer=(--outputs "$raw/check" --reps "$reps" --min-time "$min_time" "${peer_models[@]}")
+# Rounds: every round measures the peak, our engine and every peer setting with a share of the repetitions,
+# so a slow spell of a shared host falls on all of them alike instead of on whichever ran then; the report
+# pools each case's repetitions over the rounds.
+reps_per_round=$(((reps + rounds - 1) / rounds))
+bench_args=(--benchmark_repetitions="$reps_per_round" --benchmark_min_time="$min_time" --benchmark_format=json)
+peer=(--outputs "$raw/check" --reps "$reps_per_round" --min-time "$min_time" "${peer_models[@]}")
 run_torch() {  # label threads env...
   local label=$1 threads=$2
   shift 2
-  env "$@" $py bench/peer_torch.py --threads "$threads" "${peer[@]}" >"$raw/torch.$label.jsonl"
+  env "$@" $py bench/peer_torch.py --threads "$threads" "${peer[@]}" >"$raw/torch.$label.r$round.jsonl"
 }
-run_torch t1-blas1 1 OPENBLAS_NUM_THREADS=1
-run_torch t1-blas1-passive 1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
-run_torch t2-blas1 2 OPENBLAS_NUM_THREADS=1
-run_torch t2-blas2 2 OPENBLAS_NUM_THREADS=2
-run_torch t2-blas2-passive 2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+for round in $(seq 1 "$rounds"); do
+  echo "compare: round $round of $rounds: SGEMM peak"
+  "$build/bench/sgemm_peak" "${bench_args[@]}" >"$raw/sgemm.r$round.json"
+  OPENBLAS_NUM_THREADS=1 "$build/bench/eigen_blas_gemm" "${bench_args[@]}" >"$raw/eigen_blas.r$round.json"
 
-echo "compare: ONNX Runtime"
-for threads in 1 2; do
-  for spin in 1 0; do
-    node bench/peer_ort.js --outputs "$raw/check" --onnx "$raw/onnx" --threads "$threads" --spin "$spin" \
-      --reps "$reps" --min-time "$min_time" "${names[@]}" >"$raw/ort.t$threads-spin$spin.jsonl"
+  echo "compare: round $round of $rounds: our engine"
+  "$build/bench/engine_bench" "${models[@]}" "${bench_args[@]}" >"$raw/engine.r$round.json"
+  if [ -x "$build-portable/bench/engine_bench" ]; then
+    "$build-portable/bench/engine_bench" "${models[@]}" "${bench_args[@]}" --benchmark_filter='layer/.*/fast' \
+      >"$raw/engine_portable.r$round.json"
+  fi
+
+  echo "compare: round $round of $rounds: PyTorch"
+  run_torch t1-blas1 1 OPENBLAS_NUM_THREADS=1
+  run_torch t1-blas1-passive 1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
+  run_torch t2-blas1 2 OPENBLAS_NUM_THREADS=1
+  run_torch t2-blas2 2 OPENBLAS_NUM_THREADS=2
+  run_torch t2-blas2-passive 2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+
+  echo "compare: round $round of $rounds: ONNX Runtime"
+  for threads in 1 2; do
+    for spin in 1 0; do
+      node bench/peer_ort.js --outputs "$raw/check" --onnx "$raw/onnx" --threads "$threads" --spin "$spin" \
+        --reps "$reps_per_round" --min-time "$min_time" "${names[@]}" >"$raw/ort.t$threads-spin$spin.r$round.jsonl"
+    done
   done
 done
 
@@ -94,21 +113,20 @@ for threads in 1 2; do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-openblas_core=$($py -c "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())")
 $py - "$raw/meta.json" <<EOF
 import json, subprocess, sys
 sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
 flags = sh("grep -m1 '^flags' /proc/cpuinfo").split()
 json.dump({
-    "command": "bench/compare.sh (EE_BENCH_REPS=$reps EE_BENCH_MIN_TIME=$min_time)",
+    "command": "bench/compare.sh (EE_BENCH_REPS=$reps EE_BENCH_ROUNDS=$rounds EE_BENCH_MIN_TIME=$min_time)",
     "date": sh("date -u '+%Y-%m-%d %H:%M UTC'"), "commit": sh("git rev-parse --short HEAD") + (" + local changes" if sh("git status --porcelain -- common bench") else ""),
     "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"), "cores": sh("nproc"),
     "flags": " ".join(f for f in flags if f.startswith("avx") or f in ("fma", "f16c")),
-    "openblas": sh("dpkg-query -W -f='\${Version}' libopenblas0-pthread"), "openblas_core": "$openblas_core",
+    "openblas": sh("dpkg-query -W -f='\${Version}' libopenblas0-pthread"), "openblas_core": "$openblas_core", "openblas_detected": "$openblas_detected",
     "torch": sh("$py -c 'import torch; print(torch.__version__)'"),
     "ort": sh("node -p \"require('/opt/eesplit/npm/node_modules/onnxruntime-node').env.versions.common\""),
     "gcc": sh("g++ -dumpfullversion"), "march": "$march",
-    "load_before": "$load_before", "load_after": "$load_after", "reps": $reps, "min_time": $min_time,
+    "load_before": "$load_before", "load_after": "$load_after", "reps": $((reps_per_round * rounds)), "rounds": $rounds, "min_time": $min_time,
     "eval_samples": $eval_samples,
 }, open(sys.argv[1], "w"), indent=1)
 EOF

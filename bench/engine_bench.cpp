@@ -1,10 +1,11 @@
 // Engine speed (Google Benchmark): one encoder layer and the whole model (embeddings, every layer, every
 // exit head) of each model directory given, at batch 1 and 32 (BERT-base-shaped: batch 1, layer only), 1
 // and 2 threads, and the ablation of the engine's levers: OpenBLAS or Eigen's own GEMM instead of the
-// packed kernel, the op-by-op reference layer, OpenBLAS's own threads instead of ours, threads across
-// samples instead of inside the layer.
+// packed kernel, the op-by-op reference layer, OpenBLAS's own threads instead of ours, threads inside the
+// layer instead of across samples.
 //
-//   engine_bench --vit=models/fmnist-vit --bert=build/bench/bench-models/bert-base-1l [--text=models/spam-bert]
+//   engine_bench --vit=models/fmnist-vit --bert=build/bench/bench-models/bert-base-1l
+//   [--text=models/spam-bert]
 //                [--write_outputs=DIR] [--benchmark_...]
 //
 // Every figure is the mean latency of back-to-back calls over one repetition; run with
@@ -22,7 +23,6 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/model/encoder_layer.hpp"
@@ -49,7 +49,8 @@ struct Bench {
 };
 
 Bench open_model(const std::string& name, const fs::path& dir) {
-  Bench b{name, model::MultiExitModel::load(dir), dir, model::SafeTensors::open(dir / "model.safetensors"), nullptr};
+  Bench b{name, model::MultiExitModel::load(dir), dir, model::SafeTensors::open(dir / "model.safetensors"),
+          nullptr};
   model::WeightLoader loader(*b.weights);
   b.layer = std::make_shared<const model::EncoderLayer>(b.model->config(), loader, 0);
   return b;
@@ -67,7 +68,8 @@ Input make_input(const Bench& b, int batch) {
   Input in;
   const auto& c = b.model->config();
   if (c.architecture == model::Architecture::vit) {
-    const auto ds = sim::load_idx(b.dir / "sample/t1k-images-idx3-ubyte.gz", b.dir / "sample/t1k-labels-idx1-ubyte.gz");
+    const auto ds =
+        sim::load_idx(b.dir / "sample/t1k-images-idx3-ubyte.gz", b.dir / "sample/t1k-labels-idx1-ubyte.gz");
     const size_t n = ds.image_size() * batch;
     in.pixels.assign(ds.pixels.begin(), ds.pixels.begin() + static_cast<std::ptrdiff_t>(n));
     return in;
@@ -84,7 +86,7 @@ Input make_input(const Bench& b, int batch) {
 
 model::Hidden embed(const Bench& b, const Input& in, int batch) {
   return b.model->config().architecture == model::Architecture::vit ? b.model->embed_images(in.pixels, batch)
-                                                                       : b.model->embed_tokens(in.tokens);
+                                                                    : b.model->embed_tokens(in.tokens);
 }
 
 // Multiply-adds x 2 of one encoder layer over h (padding keys excluded, as the engine skips them).
@@ -102,16 +104,22 @@ enum class Mode {
   eigen_gemm,    // the same with Eigen's own GEMM
   reference,     // EncoderLayer::forward_reference: Eigen op by op, std::erf
   blas_threads,  // forward on one thread of ours, OpenBLAS's own pool with `threads` threads
-  across,        // `threads` workspaces, each running its share of the samples on one thread
+  inside_layer,  // threads inside the layer even when the batch could be split across samples
 };
 const char* mode_name(Mode m) {
   switch (m) {
-    case Mode::fast: return "fast";
-    case Mode::blas_gemm: return "blas_gemm";
-    case Mode::eigen_gemm: return "eigen_gemm";
-    case Mode::reference: return "reference";
-    case Mode::blas_threads: return "blas_threads";
-    case Mode::across: return "across_samples";
+    case Mode::fast:
+      return "fast";
+    case Mode::blas_gemm:
+      return "blas_gemm";
+    case Mode::eigen_gemm:
+      return "eigen_gemm";
+    case Mode::reference:
+      return "reference";
+    case Mode::blas_threads:
+      return "blas_threads";
+    case Mode::inside_layer:
+      return "inside_layer";
   }
   return "?";
 }
@@ -120,10 +128,16 @@ double percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
 }
-double p10(const std::vector<double>& v) { return percentile(v, 0.10); }
-double p90(const std::vector<double>& v) { return percentile(v, 0.90); }
+double p10(const std::vector<double>& v) {
+  return percentile(v, 0.10);
+}
+double p90(const std::vector<double>& v) {
+  return percentile(v, 0.90);
+}
 
-void add_percentiles(benchmark::internal::Benchmark* b) { b->ComputeStatistics("p10", p10)->ComputeStatistics("p90", p90); }
+void add_percentiles(benchmark::internal::Benchmark* b) {
+  b->ComputeStatistics("p10", p10)->ComputeStatistics("p90", p90);
+}
 
 // One encoder layer (the model's first) on the embedded input, restored before every call so the values
 // stay those of real inputs (the copy is part of the time: 0.1 % of it or less).
@@ -132,57 +146,26 @@ void layer_bench(benchmark::State& state, const Bench* b, int batch, int threads
   const model::Hidden start = embed(*b, in, batch);
   const model::Config& c = b->model->config();
   model::ExecOptions opt;
-  opt.threads = mode == Mode::blas_threads || mode == Mode::across ? 1 : threads;
-  opt.gemm = mode == Mode::eigen_gemm ? model::Gemm::eigen
-             : mode == Mode::fast    ? model::Gemm::packed
-                                     : model::Gemm::blas;
+  opt.threads = mode == Mode::blas_threads ? 1 : threads;
+  opt.split_samples = mode != Mode::inside_layer;
+  opt.gemm = mode == Mode::eigen_gemm                           ? model::Gemm::eigen
+             : mode == Mode::fast || mode == Mode::inside_layer ? model::Gemm::packed
+                                                                : model::Gemm::blas;
   model::Workspace ws(opt);
   if (mode == Mode::blas_threads) openblas_set_num_threads(threads);
   model::Hidden h = start;
-  auto step = [&](model::Hidden& x, model::Workspace& w) {
+  for (auto _ : state) {
+    h.x = start.x;
     if (mode == Mode::reference) {
-      b->layer->forward_reference(x, w);
+      b->layer->forward_reference(h, ws);
     } else {
-      b->layer->forward(x, w);
+      b->layer->forward(h, ws);
     }
-  };
-  if (mode == Mode::across) {
-    // Samples split into `threads` contiguous groups, each on its own thread and workspace.
-    std::vector<model::Hidden> parts;
-    std::vector<std::unique_ptr<model::Workspace>> spaces;
-    for (int t = 0; t < threads; ++t) {
-      const int first = batch * t / threads, last = batch * (t + 1) / threads;
-      model::Hidden p;
-      p.tokens = start.tokens;
-      p.lengths.assign(start.lengths.begin() + first, start.lengths.begin() + last);
-      p.x = start.x.middleRows(static_cast<Eigen::Index>(first) * start.tokens,
-                               static_cast<Eigen::Index>(last - first) * start.tokens);
-      parts.push_back(std::move(p));
-      spaces.push_back(std::make_unique<model::Workspace>());
-    }
-    const std::vector<model::Hidden> fresh = parts;
-    for (auto _ : state) {
-      std::vector<std::thread> pool;
-      for (int t = 1; t < threads; ++t) {
-        pool.emplace_back([&, t] {
-          parts[t] = fresh[t];
-          step(parts[t], *spaces[t]);
-        });
-      }
-      parts[0] = fresh[0];
-      step(parts[0], *spaces[0]);
-      for (auto& t : pool) t.join();
-    }
-  } else {
-    for (auto _ : state) {
-      h.x = start.x;
-      step(h, ws);
-      benchmark::DoNotOptimize(h.x.data());
-    }
+    benchmark::DoNotOptimize(h.x.data());
   }
   if (mode == Mode::blas_threads) openblas_set_num_threads(1);
-  state.counters["GFLOPS"] = benchmark::Counter(layer_flops(c, start) * static_cast<double>(state.iterations()),
-                                                benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(
+      layer_flops(c, start) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["batch"] = batch;
   state.counters["threads"] = threads;
 }
@@ -202,8 +185,8 @@ void model_bench(benchmark::State& state, const Bench* b, int batch, int threads
     }
     if (flops == 0) flops = layer_flops(b->model->config(), h) * b->model->num_layers();
   }
-  state.counters["GFLOPS"] = benchmark::Counter(flops * static_cast<double>(state.iterations()),
-                                                benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["batch"] = batch;
   state.counters["threads"] = threads;
 }
@@ -215,19 +198,20 @@ void register_all() {
     for (int batch : batches) {
       for (int threads : {1, 2}) {
         for (Mode mode : {Mode::fast, Mode::blas_gemm, Mode::eigen_gemm, Mode::reference, Mode::blas_threads,
-                          Mode::across}) {
+                          Mode::inside_layer}) {
           if ((mode == Mode::reference) && threads > 1) continue;  // single-threaded by design
-          if ((mode == Mode::blas_threads || mode == Mode::across) && threads == 1) continue;  // == fast
-          if (mode == Mode::across && batch < threads) continue;
-          const std::string name = "layer/" + b.name + "/batch:" + std::to_string(batch) + "/threads:" +
-                                   std::to_string(threads) + "/" + mode_name(mode);
+          if ((mode == Mode::blas_threads || mode == Mode::inside_layer) && threads == 1)
+            continue;                                                   // == fast
+          if (mode == Mode::inside_layer && batch < threads) continue;  // == fast
+          const std::string name = "layer/" + b.name + "/batch:" + std::to_string(batch) +
+                                   "/threads:" + std::to_string(threads) + "/" + mode_name(mode);
           add_percentiles(benchmark::RegisterBenchmark(name.c_str(), layer_bench, &b, batch, threads, mode)
                               ->Unit(benchmark::kMicrosecond)
                               ->UseRealTime());
         }
         if (big) continue;  // a BERT-base-shaped model is only a layer for us
-        const std::string name = "model/" + b.name + "/batch:" + std::to_string(batch) + "/threads:" +
-                                 std::to_string(threads);
+        const std::string name =
+            "model/" + b.name + "/batch:" + std::to_string(batch) + "/threads:" + std::to_string(threads);
         add_percentiles(benchmark::RegisterBenchmark(name.c_str(), model_bench, &b, batch, threads)
                             ->Unit(benchmark::kMicrosecond)
                             ->UseRealTime());
@@ -237,7 +221,8 @@ void register_all() {
 }
 
 void write_raw(const fs::path& path, const void* data, size_t bytes) {
-  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  std::ofstream(path, std::ios::binary)
+      .write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
 }
 
 // <dir>/<model>.config.json, <dir>/<model>.b<batch>.{input.bin, hidden0.bin, hidden1.bin, logits.bin, json}:
@@ -247,7 +232,8 @@ void write_outputs(const fs::path& dir) {
   fs::create_directories(dir);
   model::Workspace ws;
   for (const Bench& b : g_models) {
-    fs::copy_file(b.dir / "config.json", dir / (b.name + ".config.json"), fs::copy_options::overwrite_existing);
+    fs::copy_file(b.dir / "config.json", dir / (b.name + ".config.json"),
+                  fs::copy_options::overwrite_existing);
     for (int batch : {1, 32}) {
       if (batch > 1 && b.model->config().hidden_size >= 512) continue;  // benchmarked at batch 1 only
       const Input in = make_input(b, batch);
@@ -286,7 +272,8 @@ int main(int argc, char** argv) {
     const std::string key = arg.substr(0, eq), value = eq == std::string::npos ? "" : arg.substr(eq + 1);
     if (key == "--vit" || key == "--bert" || key == "--text") {
       if (!fs::exists(fs::path(value) / "model.safetensors")) {
-        std::fprintf(stderr, "engine_bench: %s: no model.safetensors in '%s', skipped\n", key.c_str(), value.c_str());
+        std::fprintf(stderr, "engine_bench: %s: no model.safetensors in '%s', skipped\n", key.c_str(),
+                     value.c_str());
         continue;
       }
       g_models.push_back(open_model(key.substr(2), value));
@@ -298,7 +285,9 @@ int main(int argc, char** argv) {
     }
   }
   if (g_models.empty()) {
-    std::fprintf(stderr, "usage: engine_bench --vit=DIR [--bert=DIR] [--text=DIR] [--write_outputs=DIR] [--benchmark_...]\n");
+    std::fprintf(
+        stderr,
+        "usage: engine_bench --vit=DIR [--bert=DIR] [--text=DIR] [--write_outputs=DIR] [--benchmark_...]\n");
     return 2;
   }
   if (!outputs.empty()) {

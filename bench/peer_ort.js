@@ -67,7 +67,7 @@ async function measure(run, reps, minTime) {
   }
   means.sort((x, y) => x - y);
   return { median_us: percentile(means, 0.5) * 1e6, p10_us: percentile(means, 0.1) * 1e6,
-           p90_us: percentile(means, 0.9) * 1e6, calls_per_rep: n, reps };
+           p90_us: percentile(means, 0.9) * 1e6, calls_per_rep: n, reps, samples_us: means.map((m) => m * 1e6) };
 }
 
 function layerFlops(meta, batch, hidden, inner) {

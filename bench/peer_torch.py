@@ -42,7 +42,8 @@ def measure(fn, reps, min_time):
             fn()
         means.append((time.perf_counter() - start) / n)
     return {"median_us": float(np.median(means)) * 1e6, "p10_us": float(np.percentile(means, 10)) * 1e6,
-            "p90_us": float(np.percentile(means, 90)) * 1e6, "calls_per_rep": n, "reps": reps}
+            "p90_us": float(np.percentile(means, 90)) * 1e6, "calls_per_rep": n, "reps": reps,
+            "samples_us": [m * 1e6 for m in means]}
 
 
 @torch.no_grad()

@@ -65,10 +65,10 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       query_(linear(w, names_for(c, index).self + "query.", c.hidden_size, c.hidden_size)),
       key_(linear(w, names_for(c, index).self + "key.", c.hidden_size, c.hidden_size)),
       value_(linear(w, names_for(c, index).self + "value.", c.hidden_size, c.hidden_size)),
-      attention_output_(linear(w, layer_prefix(c, index) + "attention.output.dense.", c.hidden_size,
-                               c.hidden_size)),
-      intermediate_(linear(w, layer_prefix(c, index) + "intermediate.dense.", c.intermediate_size,
-                           c.hidden_size)),
+      attention_output_(
+          linear(w, layer_prefix(c, index) + "attention.output.dense.", c.hidden_size, c.hidden_size)),
+      intermediate_(
+          linear(w, layer_prefix(c, index) + "intermediate.dense.", c.intermediate_size, c.hidden_size)),
       output_(linear(w, layer_prefix(c, index) + "output.dense.", c.hidden_size, c.intermediate_size)),
       ln1_(layer_norm(w, names_for(c, index).ln1, c.hidden_size, c.layer_norm_eps)),
       ln2_(layer_norm(w, names_for(c, index).ln2, c.hidden_size, c.layer_norm_eps)) {
@@ -81,39 +81,71 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
     }
   }
   if (packed_gemm_supported()) {
-    for (auto [l, p] : {std::pair{&qkv_, &packed_qkv_}, std::pair{&attention_output_, &packed_attention_output_},
-                        std::pair{&intermediate_, &packed_intermediate_}, std::pair{&output_, &packed_output_}}) {
+    for (auto [l, p] :
+         {std::pair{&qkv_, &packed_qkv_}, std::pair{&attention_output_, &packed_attention_output_},
+          std::pair{&intermediate_, &packed_intermediate_}, std::pair{&output_, &packed_output_}}) {
       *p = pack_weights(l->weight.data(), l->weight.rows(), l->weight.cols());
     }
   }
+}
+
+Gemm EncoderLayer::gemm_for(const Workspace& ws) const {
+  return packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
 }
 
 void EncoderLayer::linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows,
                                   const float* a, Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0,
                                   Eigen::Index c1, bool accumulate) const {
   if (g == Gemm::packed) {
-    gemm_packed(rows, c0, c1, a, k, packed, l.bias.data(), accumulate, y, n);
+    gemm_packed(rows, c0, c1, a, k, packed.panels(), l.bias.data(), accumulate, y, n);
     return;
   }
   gemm_nt(g, rows, c1 - c0, k, a, k, l.weight.data() + c0 * k, k, accumulate ? 1.0f : 0.0f, y + c0, n);
   add_bias(y, n, rows, l.bias.data(), c0, c1);
 }
 
+EncoderLayer::Slice EncoderLayer::Slice::samples(int first, int last) const {
+  const Eigen::Index r0 = static_cast<Eigen::Index>(first) * tokens, hidden = x.ld, inner_size = inner.ld;
+  return {{x.data + r0 * hidden, hidden},
+          {normed.data + r0 * hidden, hidden},
+          {qkv.data + r0 * 3 * hidden, 3 * hidden},
+          {context.data + r0 * hidden, hidden},
+          {inner.data + r0 * inner_size, inner_size},
+          lengths.subspan(first, last - first),
+          tokens};
+}
+
 void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
   const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), inner_size = intermediate_.out_features();
   if (rows == 0) return;
-  float* x = h.x.data();
-  float* normed = ws.get(Workspace::normed, rows, hidden).data();
-  float* qkv = ws.get(Workspace::qkv, rows, 3 * hidden).data();
-  const float* context = ws.get(Workspace::context, rows, hidden).data();
-  float* inner = ws.get(Workspace::intermediate, rows, inner_size).data();
-  const Gemm g = packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
+  const Slice all{{h.x.data(), hidden},
+                  {ws.get(Workspace::normed, rows, hidden).data(), hidden},
+                  {ws.get(Workspace::qkv, rows, 3 * hidden).data(), 3 * hidden},
+                  {ws.get(Workspace::context, rows, hidden).data(), hidden},
+                  {ws.get(Workspace::intermediate, rows, inner_size).data(), inner_size},
+                  h.lengths,
+                  h.tokens};
   const double flops = 2.0 * static_cast<double>(rows) * hidden * (4 * hidden + 2 * inner_size);
-  const bool parallel = ws.threads() > 1 && flops >= kMinParallelFlops;
-  // Runs phase(part, parts) on every thread, or once on this one; returning is the join.
+  const int threads = flops >= kMinParallelFlops ? ws.threads() : 1;
+  if (threads > 1 && h.batch() >= threads && ws.options().split_samples) {
+    // Across samples: each thread runs the whole layer on its share of the batch, with no join inside it.
+    ws.run([&](int i) {
+      const auto [first, last] = share(h.batch(), i, threads, 1);
+      forward_slice(all.samples(static_cast<int>(first), static_cast<int>(last)), ws, 1, i);
+    });
+  } else {
+    forward_slice(all, ws, threads, 0);
+  }
+}
+
+void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int thread) const {
+  const Eigen::Index rows = s.rows(), hidden = s.x.ld, inner_size = s.inner.ld;
+  if (rows == 0) return;
+  const Gemm g = gemm_for(ws);
+  // Runs phase(part, parts) on every thread, or phase(0, 1) on this one; returning is the join.
   auto each = [&](auto&& phase) {
-    if (parallel) {
-      ws.run([&](int i) { phase(i, ws.threads()); });
+    if (threads > 1) {
+      ws.run([&](int i) { phase(i, threads); });
     } else {
       phase(0, 1);
     }
@@ -123,63 +155,74 @@ void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
   auto norm = [&](const LayerNorm& ln, float* out) {
     each([&](int i, int n) {
       const auto [r0, r1] = share(rows, i, n, 1);
-      ln.rows(x, hidden, out, hidden, r0, r1);
+      ln.rows(s.x.data, hidden, out, hidden, r0, r1);
     });
   };
-  auto project = [&](const Linear& l, const PackedWeights& p, const float* a, Eigen::Index k, float* y,
-                     Eigen::Index n, bool accumulate) {
-    each([&](int i, int parts) {
-      const auto [c0, c1] = share(n, i, parts, kPanel);
-      linear_columns(g, l, p, rows, a, k, y, n, c0, c1, accumulate);
+  auto project = [&](const Linear& l, const PackedWeights& p, Block a, Block y, bool accumulate) {
+    each([&](int i, int n) {
+      const auto [c0, c1] = share(y.ld, i, n, kPanel);
+      linear_columns(g, l, p, rows, a.data, a.ld, y.data, y.ld, c0, c1, accumulate);
     });
   };
 
-  if (pre_ln_) norm(ln1_, normed);
-  const float* attention_in = pre_ln_ ? normed : x;
+  if (pre_ln_) norm(ln1_, s.normed.data);
+  const Block attention_in = pre_ln_ ? s.normed : s.x;
   // A thread owning heads a..b projects their Q, K, V itself and goes straight on to their attention,
   // unless their columns do not start on a weight panel (3 x head size not a multiple of kPanel, e.g. the
   // ViT's 48): then the projection is its own phase, split by panels.
-  const bool fused = !parallel || (3 * head_dim_) % kPanel == 0;
-  if (!fused) project(qkv_, packed_qkv_, attention_in, hidden, qkv, 3 * hidden, false);
-  each([&](int i, int n) { attention_heads(attention_in, h, ws, i, n, fused); });
-  project(attention_output_, packed_attention_output_, context, hidden, x, hidden, true);
+  const bool fused = threads == 1 || (3 * head_dim_) % kPanel == 0;
+  if (!fused) project(qkv_, packed_qkv_, attention_in, s.qkv, false);
+  each([&](int i, int n) {
+    const auto [first, last] = share(heads_, i, n, 1);
+    attention_heads(s, attention_in.data, ws, first, last, threads > 1 ? i : thread, fused);
+  });
+  project(attention_output_, packed_attention_output_, s.context, s.x, true);
   if (pre_ln_) {
-    norm(ln2_, normed);
+    norm(ln2_, s.normed.data);
   } else {
-    norm(ln1_, x);
+    norm(ln1_, s.x.data);
   }
-  const float* ffn_in = pre_ln_ ? normed : x;
+  const Block ffn_in = pre_ln_ ? s.normed : s.x;
   each([&](int i, int n) {
     const auto [c0, c1] = share(inner_size, i, n, kPanel);
-    linear_columns(g, intermediate_, packed_intermediate_, rows, ffn_in, hidden, inner, inner_size, c0, c1, false);
-    gelu_columns(inner, inner_size, rows, c0, c1);
+    linear_columns(g, intermediate_, packed_intermediate_, rows, ffn_in.data, hidden, s.inner.data,
+                   inner_size, c0, c1, false);
+    gelu_columns(s.inner.data, inner_size, rows, c0, c1);
   });
-  project(output_, packed_output_, inner, inner_size, x, hidden, true);
-  if (!pre_ln_) norm(ln2_, x);
+  project(output_, packed_output_, s.inner, s.x, true);
+  if (!pre_ln_) norm(ln2_, s.x.data);
 }
 
-void EncoderLayer::attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts,
-                                   bool project) const {
-  const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), t = h.tokens, d = head_dim_, ld = 3 * hidden;
-  const auto [first, last] = share(heads_, part, parts, 1);
+void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first,
+                                   Eigen::Index last, int thread, bool project) const {
   if (first == last) return;
-  const Gemm g = ws.options().gemm == Gemm::eigen ? Gemm::eigen : Gemm::blas;  // activations on both sides
-  float* qkv = ws.get(Workspace::qkv, rows, ld).data();  // no growth here: forward() sized it
-  float* context = ws.get(Workspace::context, rows, hidden).data();
+  const Eigen::Index rows = s.rows(), hidden = s.x.ld, t = s.tokens, d = head_dim_, ld = s.qkv.ld;
+  const Gemm g = gemm_for(ws);
   if (project) {
-    const Gemm pg = packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
-    linear_columns(pg, qkv_, packed_qkv_, rows, in, hidden, qkv, ld, 3 * d * first, 3 * d * last, false);
+    linear_columns(g, qkv_, packed_qkv_, rows, in, hidden, s.qkv.data, ld, 3 * d * first, 3 * d * last,
+                   false);
   }
   // Each head reads its Q, K and V in place (row stride 3H) and writes its context columns in place.
-  float* scores = ws.scratch(part, t, t).data();
+  float* scores = ws.scratch(thread, Workspace::head_scores, t, t).data();
+  float* packed_keys = ws.scratch(thread, Workspace::packed_keys, packed_size(t, d), 1).data();
+  float* packed_values = ws.scratch(thread, Workspace::packed_values, packed_size(d, t), 1).data();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int b = 0; b < h.batch(); ++b) {
-    const Eigen::Index keys = h.lengths[b];  // padding keys are masked out
+  for (size_t b = 0; b < s.lengths.size(); ++b) {
+    const Eigen::Index keys = s.lengths[b];  // padding keys are masked out
     for (Eigen::Index head = first; head < last; ++head) {
-      const float* q = qkv + b * t * ld + 3 * d * head;
-      gemm_nt(g, t, keys, d, q, ld, q + d, ld, 0.0f, scores, keys);
-      softmax_scaled(scores, keys, t, keys, scale);
-      gemm_nn(g, t, d, keys, scores, keys, q + 2 * d, ld, context + b * t * hidden + head * d, hidden);
+      const float *q = s.qkv.data + static_cast<Eigen::Index>(b) * t * ld + 3 * d * head, *k = q + d,
+                  *v = q + 2 * d;
+      float* out = s.context.data + static_cast<Eigen::Index>(b) * t * hidden + head * d;
+      if (g == Gemm::packed) {
+        gemm_packed(t, 0, keys, q, ld, pack_rows(k, keys, d, ld, packed_keys), nullptr, false, scores, keys);
+        softmax_scaled(scores, keys, t, keys, scale);
+        gemm_packed(t, 0, d, scores, keys, pack_columns(v, keys, d, ld, packed_values), nullptr, false, out,
+                    hidden);
+      } else {
+        gemm_nt(g, t, keys, d, q, ld, k, ld, 0.0f, scores, keys);
+        softmax_scaled(scores, keys, t, keys, scale);
+        gemm_nn(g, t, d, keys, scores, keys, v, ld, out, hidden);
+      }
     }
   }
 }

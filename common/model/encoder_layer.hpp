@@ -1,6 +1,7 @@
 #pragma once
 // One transformer encoder layer: multi-head self-attention + GELU feed-forward + two LayerNorms, either
 // post-LN (BERT: ln1(x + attn(x)), ln2(x + ffn(x))) or pre-LN (ViT: x + attn(ln1(x)), x + ffn(ln2(x))).
+#include <span>
 #include <string>
 
 #include "common/model/config.hpp"
@@ -19,16 +20,39 @@ class EncoderLayer {
   EncoderLayer& operator=(const EncoderLayer&) = delete;
 
   // Applies the layer to every sample of h in place (h.depth is the caller's to advance), on up to
-  // ws.threads() threads. Allocates nothing once ws has seen a batch this large.
+  // ws.threads() threads: split across samples when the batch has a sample for each, inside the layer
+  // (heads, weight panels, rows) when it has fewer. Either way each output element is computed by the same
+  // kernel in the same order, so the result does not depend on the thread count. Allocates nothing once ws
+  // has seen a batch this large.
   void forward(Hidden& h, Workspace& ws) const;
   // The same layer op by op with Eigen expressions, as multiexit.py writes it: the yardstick that tests
   // hold forward() to, and the baseline of the speed ablation. Single-threaded.
   void forward_reference(Hidden& h, Workspace& ws) const;
 
  private:
-  // Phases of forward(); `part` of `parts` is the share of one thread.
-  // Q, K, V of heads [first, last), then their attention; `project` false: Q, K, V are already in ws.
-  void attention_heads(const float* in, const Hidden& h, Workspace& ws, int part, int parts, bool project) const;
+  // The workspace's choice of GEMM, or OpenBLAS where it asks for packed and the CPU cannot run it.
+  Gemm gemm_for(const Workspace& ws) const;
+  // A row-major buffer: its first row and its row stride.
+  struct Block {
+    float* data;
+    Eigen::Index ld;
+  };
+  // What one forward() works on, all of the batch or samples [first, last) of it: the hidden states and the
+  // workspace's buffers, each from the slice's first row.
+  struct Slice {
+    Block x, normed, qkv, context, inner;
+    std::span<const int> lengths;
+    int tokens;
+    Eigen::Index rows() const { return static_cast<Eigen::Index>(lengths.size()) * tokens; }
+    Slice samples(int first, int last) const;
+  };
+  // The layer on one slice, its phases split across `threads` threads (joins between them) or, with 1, all
+  // on this one, using thread `thread`'s scratch.
+  void forward_slice(const Slice& s, Workspace& ws, int threads, int thread) const;
+  // Q, K, V of heads [first, last), then their attention, on `thread`'s scratch; `project` false: Q, K, V
+  // are already in s.qkv.
+  void attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first, Eigen::Index last,
+                       int thread, bool project) const;
   // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
   void linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows, const float* a,
                       Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0, Eigen::Index c1,

@@ -43,8 +43,9 @@ void softmax_rows(Ref x);
 // Which kernel multiplies activations by weights. packed: our AVX-512 kernel on weights repacked at load
 // (below); on this machine's layer shapes it is 10-40 % faster than OpenBLAS, which packs the weights again
 // on every call and pays a fixed cost that dominates 17-row products. blas: OpenBLAS. eigen: Eigen's own
-// GEMM. Where the CPU lacks AVX-512F, packed runs as blas. Attention's per-head products always use
-// blas or eigen (their right-hand side is an activation, not a weight). bench/RESULTS.md has the ablation.
+// GEMM. Where the CPU lacks AVX-512F, packed runs as blas. The attention's per-head products follow the
+// same choice: packed runs them on the same kernel (keys and values packed per call).
+// bench/RESULTS.md has the ablation.
 enum class Gemm { packed, blas, eigen };
 
 // C = A B^T + beta C: A is m x k, B is n x k (a torch.nn.Linear weight), C is m x n.
@@ -53,27 +54,45 @@ void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float
 // C = A B: A is m x k, B is k x n, C is m x n (overwritten).
 void gemm_nn(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
              const float* b, Eigen::Index ldb, float* c, Eigen::Index ldc);
-// A weight W [n x k] (torch.nn.Linear layout) repacked for gemm_packed: panels of kPanel output columns,
-// each stored k-major (the kPanel weights of one input feature are contiguous), zero-padded to whole panels.
+// gemm_packed's right-hand operand B (k x n) in panels of kPanel columns, each stored k-major (the kPanel
+// values of one row of B contiguous): panel p starts at data + p * kPanel * k. Weights are packed into this
+// form once at load (PackedWeights), an attention's keys and values on every call.
 constexpr Eigen::Index kPanel = 32;
+struct Panels {
+  const float* data;
+  Eigen::Index k;
+};
+// Floats a packed n-column B with k rows takes: whole panels.
+constexpr Eigen::Index packed_size(Eigen::Index n, Eigen::Index k) {
+  return (n + kPanel - 1) / kPanel * kPanel * k;
+}
+// Packs B = W^T for W [n x k] with row stride ldw (a torch.nn.Linear weight, an attention's keys) into
+// `out` (packed_size(n, k) floats). Columns past n in the last panel are left as they were.
+Panels pack_rows(const float* w, Eigen::Index n, Eigen::Index k, Eigen::Index ldw, float* out);
+// Packs B [k x n] itself, row stride ldb (an attention's values), the same way.
+Panels pack_columns(const float* b, Eigen::Index k, Eigen::Index n, Eigen::Index ldb, float* out);
+// A weight W [n x k] (torch.nn.Linear layout) packed once, zero-padded to whole panels.
 struct PackedWeights {
   Eigen::Index n = 0, k = 0;
   std::vector<float, Eigen::aligned_allocator<float>> data;
+  Panels panels() const { return {data.data(), k}; }
 };
 PackedWeights pack_weights(const float* w, Eigen::Index n, Eigen::Index k);
 // Whether this CPU runs gemm_packed (AVX-512F, checked at run time: the rest of the binary may be built
 // for a baseline -march).
 bool packed_gemm_supported();
-// Columns [c0, c1) of C (m rows, row stride ldc) = A W[c0:c1]^T + bias[c0:c1], plus their previous value if
-// `accumulate` (a residual connection, fused). A is m x k with row stride lda; c0 is a multiple of kPanel.
+// Columns [c0, c1) of C (m rows, row stride ldc) = A B[:, c0:c1] + bias[c0:c1] (bias may be null), plus
+// their previous value if `accumulate` (a residual connection, fused). A is m x k with row stride lda; c0
+// is a multiple of kPanel.
 void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
-                 const PackedWeights& w, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
+                 const Panels& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
 // Makes OpenBLAS run every call on the calling thread: the engine splits work across its own pool
 // (Workspace), and a second pool spinning on the same cores would fight it. Idempotent, thread-safe.
 void blas_single_threaded();
 
 // Columns [c0, c1) of rows [0, rows) of y: y += bias.
-void add_bias(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0, Eigen::Index c1);
+void add_bias(float* y, Eigen::Index ldy, Eigen::Index rows, const float* bias, Eigen::Index c0,
+              Eigen::Index c1);
 // Exact GELU of columns [c0, c1) of rows [0, rows) of y, in place: one pass over data the GEMM has just
 // left in cache, with erf_fast so the loop vectorises.
 void gelu_columns(float* y, Eigen::Index ldy, Eigen::Index rows, Eigen::Index c0, Eigen::Index c1);

@@ -19,6 +19,10 @@ struct ExecOptions {
   // Products with weights: our packed AVX-512 kernel (default; OpenBLAS where the CPU lacks AVX-512F),
   // OpenBLAS, or Eigen's own GEMM (the ablation baseline). ops.hpp says why.
   Gemm gemm = Gemm::packed;
+  // A batch with a sample for every thread is split across samples (each thread runs the whole layer on
+  // its share, no joins inside it); false keeps the threads inside the layer as for smaller batches (the
+  // speed ablation's baseline). Results are the same either way.
+  bool split_samples = true;
 };
 
 class Workspace {
@@ -31,12 +35,16 @@ class Workspace {
   }
 
   enum Slot { normed, qkv, context, projected, intermediate, scores, cls, pooled, kSlots };
+  // Per-thread scratch of the attention: one head's scores, its keys and values packed for gemm_packed.
+  enum ScratchSlot { head_scores, packed_keys, packed_values, kScratchSlots };
 
   // A rows x cols view of the slot's buffer; contents are unspecified. Valid until the next get() of the
   // same slot with a larger size. Call from the thread that owns the Workspace, not inside run().
   MatrixMap get(Slot slot, Eigen::Index rows, Eigen::Index cols) { return view(buffers_[slot], rows, cols); }
   // Scratch private to thread `thread` of run(): safe to call from inside it.
-  MatrixMap scratch(int thread, Eigen::Index rows, Eigen::Index cols) { return view(scratch_[thread], rows, cols); }
+  MatrixMap scratch(int thread, ScratchSlot slot, Eigen::Index rows, Eigen::Index cols) {
+    return view(scratch_[thread][slot], rows, cols);
+  }
 
   const ExecOptions& options() const { return options_; }
   int threads() const { return pool_ ? pool_->size() : 1; }
@@ -63,7 +71,7 @@ class Workspace {
   ExecOptions options_;
   std::unique_ptr<ThreadPool> pool_;
   std::array<Buffer, kSlots> buffers_;
-  std::vector<Buffer> scratch_;
+  std::vector<std::array<Buffer, kScratchSlots>> scratch_;
 };
 
 }  // namespace ee::model

@@ -28,17 +28,21 @@ double relative_error(const Matrix& ours, const Matrix& want) {
   return (ours - want).cwiseAbs().maxCoeff() / std::max(1e-12f, want.cwiseAbs().maxCoeff());
 }
 
-const ExecOptions kSettings[] = {{1, Gemm::packed}, {2, Gemm::packed}, {1, Gemm::blas},
-                                 {2, Gemm::blas},   {1, Gemm::eigen},  {2, Gemm::eigen}};
+// Two threads split a batch of two or more across samples, and with split_samples false inside the layer.
+const ExecOptions kSettings[] = {{1, Gemm::packed}, {2, Gemm::packed}, {2, Gemm::packed, false},
+                                 {1, Gemm::blas},   {2, Gemm::blas},   {1, Gemm::eigen},
+                                 {2, Gemm::eigen}};
 
 std::string name(const ExecOptions& o) {
   const char* gemm[] = {"packed", "OpenBLAS", "Eigen"};
-  return std::to_string(o.threads) + " thread(s), " + gemm[static_cast<int>(o.gemm)];
+  return std::to_string(o.threads) + " thread(s), " + gemm[static_cast<int>(o.gemm)] +
+         (o.split_samples ? "" : ", inside the layer");
 }
 
 TEST(FastKernels, ErfMatchesStdErf) {
   double worst = 0;
-  for (float x = -6.0f; x <= 6.0f; x += 1e-3f) worst = std::max(worst, std::abs(double(erf_fast(x)) - std::erf(x)));
+  for (float x = -6.0f; x <= 6.0f; x += 1e-3f)
+    worst = std::max(worst, std::abs(double(erf_fast(x)) - std::erf(x)));
   EXPECT_LE(worst, 5e-7);  // a few float ulp of 1
 }
 
@@ -79,18 +83,43 @@ TEST(FastKernels, PackedGemmMatchesEigenOnEveryTail) {
       const PackedWeights p = pack_weights(w.data(), n, k);
       for (bool accumulate : {false, true}) {
         Matrix c = start;
-        gemm_packed(m, 0, n, a.data(), k, p, bias.data(), accumulate, c.data(), n);
+        gemm_packed(m, 0, n, a.data(), k, p.panels(), bias.data(), accumulate, c.data(), n);
         Matrix want = (a * w.transpose()).rowwise() + bias;
         if (accumulate) want += start;
         EXPECT_LE((c - want).cwiseAbs().maxCoeff(), 1e-4) << m << " x " << n << (accumulate ? " +=" : "");
       }
       if (n > kPanel) {  // a column range starting on the second panel leaves the first untouched
         Matrix c = start;
-        gemm_packed(m, kPanel, n, a.data(), k, p, bias.data(), false, c.data(), n);
+        gemm_packed(m, kPanel, n, a.data(), k, p.panels(), bias.data(), false, c.data(), n);
         EXPECT_EQ(c.leftCols(kPanel), start.leftCols(kPanel));
         const Matrix want = (a * w.bottomRows(n - kPanel).transpose()).rowwise() + bias.tail(n - kPanel);
         EXPECT_LE((c.rightCols(n - kPanel) - want).cwiseAbs().maxCoeff(), 1e-4);
       }
+    }
+  }
+}
+
+// The attention's two products on the packed kernel, as attention_heads runs them: Q K^T with the keys
+// packed per call (pack_rows) and P V with the values packed per call (pack_columns), both read from a
+// strided QKV-like buffer, no bias; key counts and head sizes off the panel width included.
+TEST(FastKernels, PackedAttentionProductsMatchEigen) {
+  if (!packed_gemm_supported()) GTEST_SKIP() << "no AVX-512F on this CPU";
+  for (Eigen::Index keys : {1, 17, 32, 33, 128}) {
+    for (Eigen::Index d : {16, 24, 32, 40}) {
+      const Eigen::Index t = keys + 3, ld = 3 * d + 5;  // queries past the keys, as padding rows
+      const Matrix qkv = Matrix::Random(t, ld);
+      const auto q = qkv.leftCols(d), k = qkv.block(0, d, keys, d), v = qkv.block(0, 2 * d, keys, d);
+      std::vector<float> packed(static_cast<size_t>(std::max(packed_size(keys, d), packed_size(d, keys))),
+                                -7.0f);
+      Matrix scores(t, keys);
+      gemm_packed(t, 0, keys, qkv.data(), ld, pack_rows(qkv.data() + d, keys, d, ld, packed.data()), nullptr,
+                  false, scores.data(), keys);
+      EXPECT_LE((scores - q * k.transpose()).cwiseAbs().maxCoeff(), 1e-4) << keys << " keys, head " << d;
+      Matrix out = Matrix::Zero(t, d + 3);  // columns past d belong to the next head: left alone
+      gemm_packed(t, 0, d, scores.data(), keys, pack_columns(qkv.data() + 2 * d, keys, d, ld, packed.data()),
+                  nullptr, false, out.data(), d + 3);
+      EXPECT_LE((out.leftCols(d) - scores * v).cwiseAbs().maxCoeff(), 1e-3) << keys << " keys, head " << d;
+      EXPECT_TRUE(out.rightCols(3).isZero());
     }
   }
 }
@@ -103,7 +132,8 @@ TEST(FastLayer, MatchesReferenceOnTheVit) {
   const auto golden = SafeTensors::open(vit_dir() / "golden.safetensors");
   std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
   const size_t per_image = pixels.size() / static_cast<size_t>(golden->at("input.pixels").shape[0]);
-  while (pixels.size() < 32 * per_image) pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
+  while (pixels.size() < 32 * per_image)
+    pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
   pixels.resize(32 * per_image);
   WeightLoader loader(*weights);
   for (int index = 0; index < model->num_layers(); ++index) {
@@ -117,22 +147,34 @@ TEST(FastLayer, MatchesReferenceOnTheVit) {
         Hidden got = input;
         Workspace ws(o);
         layer.forward(got, ws);
-        EXPECT_LE(relative_error(got.x, want.x), 1e-5) << "layer " << index << ", batch " << batch << ", " << name(o);
+        EXPECT_LE(relative_error(got.x, want.x), 1e-5)
+            << "layer " << index << ", batch " << batch << ", " << name(o);
       }
     }
   }
 }
 
+// An edge and a cloud with different thread counts agree bit for bit: at batch 1 (one thread by the size
+// rule), and at 32 both across samples and inside the layer.
 TEST(FastLayer, OneAndTwoThreadsGiveIdenticalHiddenStates) {
   const auto model = MultiExitModel::load(vit_dir());
   const auto golden = SafeTensors::open(vit_dir() / "golden.safetensors");
-  const std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
-  const int batch = static_cast<int>(golden->at("input.pixels").shape[0]);
-  Hidden one = model->embed_images(pixels, batch), two = one;
-  Workspace ws1(ExecOptions{1}), ws2(ExecOptions{2});
-  model->run_layers(one, model->num_layers(), ws1);
-  model->run_layers(two, model->num_layers(), ws2);
-  EXPECT_EQ(one.x, two.x);  // an edge and a cloud with different thread counts agree bit for bit
+  std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
+  const size_t per_image = pixels.size() / static_cast<size_t>(golden->at("input.pixels").shape[0]);
+  while (pixels.size() < 32 * per_image)
+    pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
+  for (int batch : {1, 32}) {
+    const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
+    Hidden one = input;
+    Workspace ws1(ExecOptions{1});
+    model->run_layers(one, model->num_layers(), ws1);
+    for (bool split_samples : {true, false}) {
+      Hidden two = input;
+      Workspace ws2(ExecOptions{2, Gemm::packed, split_samples});
+      model->run_layers(two, model->num_layers(), ws2);
+      EXPECT_EQ(one.x, two.x) << "batch " << batch << (split_samples ? "" : ", inside the layer");
+    }
+  }
 }
 
 // A random post-LN BERT against PyTorch (models/train/random_model.py), every layer and exit, in every
@@ -159,7 +201,8 @@ void check_random_bert(const fs::path& dir) {
       model->run_layers(h, layer, ws);
       EXPECT_LE(relative_error(h.x, hidden(layer)), 1e-4) << dir << ": layer " << layer << ", " << name(o);
       const auto& t = golden->at("logits." + std::to_string(layer));
-      EXPECT_LE(relative_error(model->exit_logits(h, layer, ws), golden->f32("logits." + std::to_string(layer), t.shape)),
+      EXPECT_LE(relative_error(model->exit_logits(h, layer, ws),
+                               golden->f32("logits." + std::to_string(layer), t.shape)),
                 1e-4)
           << dir << ": exit " << layer << ", " << name(o);
     }
@@ -170,7 +213,9 @@ TEST(RandomBert, EveryLayerAndExitMatchesPyTorch) {
   check_random_bert(ee::testing::random_bert(128, 4, 512, 2, 48, 100));
 }
 
-TEST(RandomBert, OddSizesMatchPyTorch) { check_random_bert(ee::testing::random_bert(72, 3, 200, 1, 64, 50)); }
+TEST(RandomBert, OddSizesMatchPyTorch) {
+  check_random_bert(ee::testing::random_bert(72, 3, 200, 1, 64, 50));
+}
 
 }  // namespace
 }  // namespace ee::model
