@@ -105,13 +105,9 @@ void EncoderLayer::linear_columns(Gemm g, const Linear& l, const PackedWeights& 
 }
 
 EncoderLayer::Slice EncoderLayer::Slice::samples(int first, int last) const {
-  const Eigen::Index r0 = static_cast<Eigen::Index>(first) * tokens, hidden = x.ld, inner_size = inner.ld;
-  return {{x.data + r0 * hidden, hidden},
-          {normed.data + r0 * hidden, hidden},
-          {qkv.data + r0 * 3 * hidden, 3 * hidden},
-          {context.data + r0 * hidden, hidden},
-          {inner.data + r0 * inner_size, inner_size},
-          lengths.subspan(first, last - first),
+  const Eigen::Index r0 = static_cast<Eigen::Index>(first) * tokens;
+  auto from = [r0](Block b) { return Block{b.data + r0 * b.ld, b.ld}; };
+  return {from(x), from(normed), from(qkv), from(context), from(inner), lengths.subspan(first, last - first),
           tokens};
 }
 
@@ -138,7 +134,7 @@ void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
   }
 }
 
-void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int thread) const {
+void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int scratch) const {
   const Eigen::Index rows = s.rows(), hidden = s.x.ld, inner_size = s.inner.ld;
   if (rows == 0) return;
   const Gemm g = gemm_for(ws);
@@ -174,7 +170,7 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
   if (!fused) project(qkv_, packed_qkv_, attention_in, s.qkv, false);
   each([&](int i, int n) {
     const auto [first, last] = share(heads_, i, n, 1);
-    attention_heads(s, attention_in.data, ws, first, last, threads > 1 ? i : thread, fused);
+    attention_heads(s, attention_in.data, ws, first, last, threads > 1 ? i : scratch, fused);
   });
   project(attention_output_, packed_attention_output_, s.context, s.x, true);
   if (pre_ln_) {
@@ -194,7 +190,7 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
 }
 
 void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first,
-                                   Eigen::Index last, int thread, bool project) const {
+                                   Eigen::Index last, int scratch, bool project) const {
   if (first == last) return;
   const Eigen::Index rows = s.rows(), hidden = s.x.ld, t = s.tokens, d = head_dim_, ld = s.qkv.ld;
   const Gemm g = gemm_for(ws);
@@ -203,9 +199,13 @@ void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& w
                    false);
   }
   // Each head reads its Q, K and V in place (row stride 3H) and writes its context columns in place.
-  float* scores = ws.scratch(thread, Workspace::head_scores, t, t).data();
-  float* packed_keys = ws.scratch(thread, Workspace::packed_keys, packed_size(t, d), 1).data();
-  float* packed_values = ws.scratch(thread, Workspace::packed_values, packed_size(d, t), 1).data();
+  // With the packed kernel, keys and values are packed for it first (scratch too).
+  const bool packed = g == Gemm::packed;
+  float* scores = ws.scratch(scratch, Workspace::head_scores, t, t).data();
+  float* packed_keys =
+      packed ? ws.scratch(scratch, Workspace::packed_keys, packed_size(t, d), 1).data() : nullptr;
+  float* packed_values =
+      packed ? ws.scratch(scratch, Workspace::packed_values, packed_size(d, t), 1).data() : nullptr;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (size_t b = 0; b < s.lengths.size(); ++b) {
     const Eigen::Index keys = s.lengths[b];  // padding keys are masked out
@@ -213,7 +213,7 @@ void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& w
       const float *q = s.qkv.data + static_cast<Eigen::Index>(b) * t * ld + 3 * d * head, *k = q + d,
                   *v = q + 2 * d;
       float* out = s.context.data + static_cast<Eigen::Index>(b) * t * hidden + head * d;
-      if (g == Gemm::packed) {
+      if (packed) {
         gemm_packed(t, 0, keys, q, ld, pack_rows(k, keys, d, ld, packed_keys), nullptr, false, scores, keys);
         softmax_scaled(scores, keys, t, keys, scale);
         gemm_packed(t, 0, d, scores, keys, pack_columns(v, keys, d, ld, packed_values), nullptr, false, out,

@@ -21,9 +21,10 @@ class EncoderLayer {
 
   // Applies the layer to every sample of h in place (h.depth is the caller's to advance), on up to
   // ws.threads() threads: split across samples when the batch has a sample for each, inside the layer
-  // (heads, weight panels, rows) when it has fewer. Either way each output element is computed by the same
-  // kernel in the same order, so the result does not depend on the thread count. Allocates nothing once ws
-  // has seen a batch this large.
+  // (heads, weight panels, rows) when it has fewer. With the packed kernel (the default) each output
+  // element is computed by the same kernel in the same order either way, so the result does not depend on
+  // the thread count; OpenBLAS and Eigen may round differently when the split changes their row counts.
+  // Allocates nothing once ws has seen a batch this large.
   void forward(Hidden& h, Workspace& ws) const;
   // The same layer op by op with Eigen expressions, as multiexit.py writes it: the yardstick that tests
   // hold forward() to, and the baseline of the speed ablation. Single-threaded.
@@ -38,7 +39,7 @@ class EncoderLayer {
     Eigen::Index ld;
   };
   // What one forward() works on, all of the batch or samples [first, last) of it: the hidden states and the
-  // workspace's buffers, each from the slice's first row.
+  // workspace's buffers, each from the slice's first row. Each buffer is dense: its row stride is its width.
   struct Slice {
     Block x, normed, qkv, context, inner;
     std::span<const int> lengths;
@@ -46,13 +47,13 @@ class EncoderLayer {
     Eigen::Index rows() const { return static_cast<Eigen::Index>(lengths.size()) * tokens; }
     Slice samples(int first, int last) const;
   };
-  // The layer on one slice, its phases split across `threads` threads (joins between them) or, with 1, all
-  // on this one, using thread `thread`'s scratch.
-  void forward_slice(const Slice& s, Workspace& ws, int threads, int thread) const;
-  // Q, K, V of heads [first, last), then their attention, on `thread`'s scratch; `project` false: Q, K, V
-  // are already in s.qkv.
+  // The layer on one slice, its phases split across `threads` threads (joins between them), or with 1 all
+  // on the calling thread, which then uses the workspace's scratch number `scratch`.
+  void forward_slice(const Slice& s, Workspace& ws, int threads, int scratch) const;
+  // Q, K, V of heads [first, last), then their attention, in the workspace's scratch number `scratch`;
+  // `project` false: Q, K, V are already in s.qkv.
   void attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first, Eigen::Index last,
-                       int thread, bool project) const;
+                       int scratch, bool project) const;
   // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
   void linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows, const float* a,
                       Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0, Eigen::Index c1,

@@ -1,14 +1,14 @@
 // gemm_packed (ops.hpp): C = A B + bias (+ C), B in panels of 32 columns (Panels): weights packed once at
-// load, an attention's keys and values packed per call. One micro-kernel computes
-// a block of up to 12 rows x 32 columns of C in 24 AVX-512 accumulators over the whole of k: each step loads
-// the 32 weights of one input feature (two vectors, contiguous in the packed panel) and broadcasts one value
-// from each of the 12 rows of A. A weight panel (32 x k floats, 96 KB at k = 768) stays in L2 while every
-// row block of A streams past it, so the weights are read from memory once per call and nothing is packed
-// per call. Bias and residual are folded into the accumulators' initial values; the column tail is masked.
-// Compiled for AVX-512F by function attribute, so a binary built for a baseline -march still carries it
-// and packed_gemm_supported() decides at run time. Panel loads are unaligned loads: Eigen's allocator
-// aligns to the widest vector of the -march it was built for (16 bytes in a baseline build), and on
-// aligned data they cost the same.
+// load, an attention's keys and values packed per call. One micro-kernel computes a block of up to 12 rows
+// x 32 columns of C in 24 AVX-512 accumulators over the whole of k: each step loads the 32 values of one
+// row of B (two vectors, contiguous in the panel) and broadcasts one value from each of the 12 rows of A. A
+// weight panel (32 x k floats, 96 KB at k = 768) stays in L2 while every row block of A streams past it, so
+// the weights are read from memory once per call, and unlike OpenBLAS nothing is repacked for them. Bias
+// and residual are folded into the accumulators' initial values; the column tail is masked on store
+// (panel loads are whole: a packed panel always holds 32 columns). Compiled for AVX-512F by function
+// attribute, so a binary built for a baseline -march still carries it and packed_gemm_supported() decides
+// at run time. Panel loads are unaligned loads: Eigen's allocator aligns to the widest vector of the
+// -march it was built for (16 bytes in a baseline build), and on aligned data they cost the same.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -67,9 +67,10 @@ constexpr Eigen::Index packed_size(Eigen::Index n, Eigen::Index k) {
   return (n + kPanel - 1) / kPanel * kPanel * k;
 }
 // Packs B = W^T for W [n x k] with row stride ldw (a torch.nn.Linear weight, an attention's keys) into
-// `out` (packed_size(n, k) floats). Columns past n in the last panel are left as they were.
+// `out`, which must hold packed_size(n, k) floats: gemm_packed reads whole panels. Columns past n in the
+// last panel are left as they were: whatever they hold never reaches C (stores are masked).
 Panels pack_rows(const float* w, Eigen::Index n, Eigen::Index k, Eigen::Index ldw, float* out);
-// Packs B [k x n] itself, row stride ldb (an attention's values), the same way.
+// Packs B [k x n] itself, row stride ldb (an attention's values), the same way and with the same contract.
 Panels pack_columns(const float* b, Eigen::Index k, Eigen::Index n, Eigen::Index ldb, float* out);
 // A weight W [n x k] (torch.nn.Linear layout) packed once, zero-padded to whole panels.
 struct PackedWeights {

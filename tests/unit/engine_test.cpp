@@ -111,15 +111,17 @@ TEST(FastKernels, PackedAttentionProductsMatchEigen) {
       const Eigen::Index t = keys + 3, ld = 3 * d + 5;  // queries past the keys, as padding rows
       const Matrix qkv = Matrix::Random(t, ld);
       const auto q = qkv.leftCols(d), k = qkv.block(0, d, keys, d), v = qkv.block(0, 2 * d, keys, d);
-      std::vector<float> packed(static_cast<size_t>(std::max(packed_size(keys, d), packed_size(d, keys))),
-                                -7.0f);
+      // Exactly the size the packers are documented to need, so an over-read shows under ASan.
+      std::vector<float> packed_k(static_cast<size_t>(packed_size(keys, d)), -7.0f);
+      std::vector<float> packed_v(static_cast<size_t>(packed_size(d, keys)), -7.0f);
       Matrix scores(t, keys);
-      gemm_packed(t, 0, keys, qkv.data(), ld, pack_rows(qkv.data() + d, keys, d, ld, packed.data()), nullptr,
-                  false, scores.data(), keys);
+      gemm_packed(t, 0, keys, qkv.data(), ld, pack_rows(qkv.data() + d, keys, d, ld, packed_k.data()),
+                  nullptr, false, scores.data(), keys);
       EXPECT_LE((scores - q * k.transpose()).cwiseAbs().maxCoeff(), 1e-4) << keys << " keys, head " << d;
       Matrix out = Matrix::Zero(t, d + 3);  // columns past d belong to the next head: left alone
-      gemm_packed(t, 0, d, scores.data(), keys, pack_columns(qkv.data() + 2 * d, keys, d, ld, packed.data()),
-                  nullptr, false, out.data(), d + 3);
+      gemm_packed(t, 0, d, scores.data(), keys,
+                  pack_columns(qkv.data() + 2 * d, keys, d, ld, packed_v.data()), nullptr, false, out.data(),
+                  d + 3);
       EXPECT_LE((out.leftCols(d) - scores * v).cwiseAbs().maxCoeff(), 1e-3) << keys << " keys, head " << d;
       EXPECT_TRUE(out.rightCols(3).isZero());
     }
