@@ -34,10 +34,18 @@ void* operator new(std::size_t size, std::align_val_t align) {
   if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
 
 namespace ee::model {
 namespace {
@@ -71,12 +79,16 @@ TEST(Allocations, NonePerLayerInSteadyStateOnTheVit) {
   std::vector<uint8_t> pixels = golden->copy<uint8_t>("input.pixels", "U8");
   const int golden_batch = static_cast<int>(golden->at("input.pixels").shape[0]);
   const size_t per_image = pixels.size() / golden_batch;
-  while (pixels.size() < 32 * per_image) pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
+  while (pixels.size() < 32 * per_image)
+    pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
   for (int threads : {1, 2}) {
     for (int batch : {1, 32}) {
-      Workspace ws(ExecOptions{threads, Gemm::packed});
-      const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
-      EXPECT_EQ(allocations_per_steady_run(*model, input, ws, 5), 0) << threads << " threads, batch " << batch;
+      for (bool split_samples : {true, false}) {  // at batch 32 and 2 threads: across samples, or inside
+        Workspace ws(ExecOptions{threads, Gemm::packed, split_samples});
+        const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
+        EXPECT_EQ(allocations_per_steady_run(*model, input, ws, 5), 0)
+            << threads << " threads, batch " << batch << (split_samples ? "" : ", inside the layer");
+      }
     }
   }
 }
@@ -93,7 +105,8 @@ TEST(Allocations, NoneForSmallerBatchesOrWithEigenGemm) {
   small.input_ids.resize(48);
   small.token_type_ids.resize(48);
   small.lengths = {30};
-  for (const ExecOptions o : {ExecOptions{2, Gemm::packed}, ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
+  for (const ExecOptions o :
+       {ExecOptions{2, Gemm::packed}, ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
     Workspace ws(o);
     allocations_per_steady_run(*model, model->embed_tokens(big), ws, 1);
     // A smaller batch after a larger one fits in the buffers already there.
