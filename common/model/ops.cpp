@@ -7,12 +7,14 @@
 #include "common/model/ops.hpp"
 
 #include <cblas.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 namespace ee::model {
 namespace {
@@ -23,6 +25,23 @@ using Strided = Eigen::Map<Matrix, 0, Stride>;
 
 blasint blas_int(Eigen::Index v) {
   return static_cast<blasint>(v);
+}
+
+// OpenBLAS picks its kernels by CPU model, and a model newer than the library gets generic SSE3 kernels:
+// 0.3.21 (Debian 12) on an Emerald Rapids Xeon runs "Prescott", ~6x below the machine. Said once, on the
+// first product that uses OpenBLAS (with AVX-512F the engine uses none).
+void check_blas_core() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string core = openblas_get_corename();
+    const bool modern = core == "Haswell" || core == "Zen" || core == "SkylakeX" || core == "Cooperlake" ||
+                        core == "SapphireRapids";
+    if (modern || !__builtin_cpu_supports("avx2")) return;
+    spdlog::warn(
+        "OpenBLAS runs its {} kernels on this AVX2 CPU, several times slower than it could: set "
+        "OPENBLAS_CORETYPE={} (docs/ENGINE.md)",
+        core, __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+  });
 }
 
 }  // namespace
@@ -66,6 +85,7 @@ void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float
              const float* b, Eigen::Index ldb, float beta, float* c, Eigen::Index ldc) {
   if (m == 0 || n == 0) return;
   if (g == Gemm::blas) {
+    check_blas_core();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(m), blas_int(n), blas_int(k), 1.0f, a,
                 blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
     return;
@@ -84,6 +104,7 @@ void gemm_nn(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float
              const float* b, Eigen::Index ldb, float* c, Eigen::Index ldc) {
   if (m == 0 || n == 0) return;
   if (g == Gemm::blas) {
+    check_blas_core();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), 1.0f, a,
                 blas_int(lda), b, blas_int(ldb), 0.0f, c, blas_int(ldc));
     return;
