@@ -68,8 +68,12 @@ echo "compare: load average $load_before (want < 0.5)"
 # Rounds: every round measures the peak, our engine and every peer setting with a share of the repetitions,
 # so a slow spell of a shared host falls on all of them alike instead of on whichever ran then; the report
 # pools each case's repetitions over the rounds.
+# Within a round, Google Benchmark runs the repetitions of all our cases in random order: in registration
+# order the first mode of each group (ours) ran right after a two-thread case and measured ~10 % slower than
+# when interleaved.
 reps_per_round=$(((reps + rounds - 1) / rounds))
-bench_args=(--benchmark_repetitions="$reps_per_round" --benchmark_min_time="$min_time" --benchmark_format=json)
+bench_args=(--benchmark_repetitions="$reps_per_round" --benchmark_min_time="$min_time" --benchmark_format=json
+  --benchmark_enable_random_interleaving=true)
 peer=(--outputs "$raw/check" --reps "$reps_per_round" --min-time "$min_time" "${peer_models[@]}")
 run_torch() {  # label threads env...
   local label=$1 threads=$2
