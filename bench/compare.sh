@@ -99,6 +99,14 @@ for round in $(seq 1 "$rounds"); do
   run_torch t2-blas2 2 OPENBLAS_NUM_THREADS=2
   run_torch t2-blas2-passive 2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 
+  echo "compare: round $round of $rounds: batched early exit"
+  for threads in 1 2; do
+    for batch in 1 8 32; do
+      "$build/sim/ee-eval" -m models/fmnist-vit -n "$eval_samples" -b "$batch" -t "$threads" -r max_prob:0.9 \
+        -r max_prob:2 --json "$raw/eval.t$threads.b$batch.r$round.json" >/dev/null 2>&1
+    done
+  done
+
   echo "compare: round $round of $rounds: ONNX Runtime"
   for threads in 1 2; do
     for spin in 1 0; do
@@ -108,13 +116,6 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-echo "compare: batched early exit"
-for threads in 1 2; do
-  for batch in 1 8 32; do
-    "$build/sim/ee-eval" -m models/fmnist-vit -n "$eval_samples" -b "$batch" -t "$threads" -r max_prob:0.9 \
-      -r max_prob:2 --json "$raw/eval.t$threads.b$batch.json" >/dev/null 2>&1
-  done
-done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 $py - "$raw/meta.json" <<EOF
