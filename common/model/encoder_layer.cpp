@@ -43,6 +43,8 @@ LayerNorm layer_norm(WeightLoader& w, const std::string& name, int64_t size, flo
 // Below this many FLOPs a layer runs on one thread: a join costs about a microsecond, a 17-token ViT layer
 // (~1.8 MFLOP) takes ~30 us in all, and its 64-column GEMMs do not split into useful pieces.
 constexpr double kMinParallelFlops = 4e6;
+// Up to this many bytes of weights after the attention, threads inside a layer split its rows, not columns.
+constexpr double kRowSplitWeightBytes = 1 << 20;
 
 // [first, last) of part `part` of `parts` equal shares of n, share sizes rounded up to `align` (GEMM
 // column slices stay whole SIMD vectors).
@@ -172,6 +174,17 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
     const auto [first, last] = share(heads_, i, n, 1);
     attention_heads(s, attention_in.data, ws, first, last, threads > 1 ? i : scratch, fused);
   });
+  // The rest of the layer is row-local. On one thread, or when its weights are small enough for every
+  // thread to read them all, threads take shares of the rows through all of it: one join instead of five.
+  // Large weights (BERT-base: 28 MB) are split by columns instead, phase by phase, so that each thread
+  // reads only its share of them.
+  if (threads == 1 || 4.0 * hidden * (hidden + 2 * inner_size) <= kRowSplitWeightBytes) {
+    each([&](int i, int n) {
+      const auto [r0, r1] = share(rows, i, n, 4);
+      after_attention(s, g, r0, r1);
+    });
+    return;
+  }
   project(attention_output_, packed_attention_output_, s.context, s.x, true);
   if (pre_ln_) {
     norm(ln2_, s.normed.data);
@@ -187,6 +200,26 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
   });
   project(output_, packed_output_, s.inner, s.x, true);
   if (!pre_ln_) norm(ln2_, s.x.data);
+}
+
+void EncoderLayer::after_attention(const Slice& s, Gemm g, Eigen::Index r0, Eigen::Index r1) const {
+  const Eigen::Index m = r1 - r0, hidden = s.x.ld, inner_size = s.inner.ld;
+  if (m == 0) return;
+  float* x = s.x.data + r0 * hidden;
+  float* normed = s.normed.data + r0 * hidden;
+  float* inner = s.inner.data + r0 * inner_size;
+  linear_columns(g, attention_output_, packed_attention_output_, m, s.context.data + r0 * hidden, hidden, x,
+                 hidden, 0, hidden, true);
+  if (pre_ln_) {
+    ln2_.rows(x, hidden, normed, hidden, 0, m);
+  } else {
+    ln1_.rows(x, hidden, x, hidden, 0, m);
+  }
+  linear_columns(g, intermediate_, packed_intermediate_, m, pre_ln_ ? normed : x, hidden, inner, inner_size,
+                 0, inner_size, false);
+  gelu_columns(inner, inner_size, m, 0, inner_size);
+  linear_columns(g, output_, packed_output_, m, inner, inner_size, x, hidden, 0, hidden, true);
+  if (!pre_ln_) ln2_.rows(x, hidden, x, hidden, 0, m);
 }
 
 void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first,

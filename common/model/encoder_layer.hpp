@@ -50,6 +50,9 @@ class EncoderLayer {
   // The layer on one slice, its phases split across `threads` threads (joins between them), or with 1 all
   // on the calling thread, which then uses the workspace's scratch number `scratch`.
   void forward_slice(const Slice& s, Workspace& ws, int threads, int scratch) const;
+  // Everything after the attention (output projection + residual, LayerNorms, feed-forward) on rows
+  // [r0, r1) of the slice, on this thread.
+  void after_attention(const Slice& s, Gemm g, Eigen::Index r0, Eigen::Index r1) const;
   // Q, K, V of heads [first, last), then their attention, in the workspace's scratch number `scratch`;
   // `project` false: Q, K, V are already in s.qkv.
   void attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first, Eigen::Index last,

@@ -217,6 +217,12 @@ TEST(RandomBert, EveryLayerAndExitMatchesPyTorch) {
   check_random_bert(ee::testing::random_bert(128, 4, 512, 2, 48, 100));
 }
 
+// Weights over 1 MB after the attention: two threads inside the layer split them by columns, phase by phase
+// (smaller models split their rows instead).
+TEST(RandomBert, WideLayersSplitByColumnsMatchPyTorch) {
+  check_random_bert(ee::testing::random_bert(384, 6, 1536, 1, 32, 50));
+}
+
 TEST(RandomBert, OddSizesMatchPyTorch) {
   check_random_bert(ee::testing::random_bert(72, 3, 200, 1, 64, 50));
 }
