@@ -180,7 +180,7 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
   // reads only its share of them.
   if (threads == 1 || 4.0 * hidden * (hidden + 2 * inner_size) <= kRowSplitWeightBytes) {
     each([&](int i, int n) {
-      const auto [r0, r1] = share(rows, i, n, 4);
+      const auto [r0, r1] = share(rows, i, n, 1);
       after_attention(s, g, r0, r1);
     });
     return;

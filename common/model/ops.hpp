@@ -41,11 +41,11 @@ void softmax_rows(Ref x);
 // --- fast kernels: row-major storage given as pointer + leading dimension (elements between rows) ---
 
 // Which kernel multiplies activations by weights. packed: our AVX-512 kernel on weights repacked at load
-// (below); on this machine's layer shapes it is 10-40 % faster than OpenBLAS, which packs the weights again
-// on every call and pays a fixed cost that dominates 17-row products. blas: OpenBLAS. eigen: Eigen's own
-// GEMM. Where the CPU lacks AVX-512F, packed runs as blas. The attention's per-head products follow the
-// same choice: packed runs them on the same kernel (keys and values packed per call).
-// bench/RESULTS.md has the ablation.
+// (below); OpenBLAS packs the weights again on every call and pays a fixed cost that dominates 17-row
+// products, so on the engine's small shapes packed is the faster by far (bench/RESULTS.md, ablation). blas:
+// OpenBLAS. eigen: Eigen's own GEMM. Where the CPU lacks AVX-512F, packed runs as blas. The attention's
+// per-head products follow the same choice: packed runs them on the same kernel (keys and values packed per
+// call). bench/RESULTS.md has the ablation.
 enum class Gemm { packed, blas, eigen };
 
 // C = A B^T + beta C: A is m x k, B is n x k (a torch.nn.Linear weight), C is m x n.
