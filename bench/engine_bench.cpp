@@ -105,6 +105,7 @@ enum class Mode {
   reference,     // EncoderLayer::forward_reference: Eigen op by op, std::erf
   blas_threads,  // forward on one thread of ours, OpenBLAS's own pool with `threads` threads
   inside_layer,  // threads inside the layer even when the batch could be split across samples
+  bf16,          // fast, with weights and activations rounded to bfloat16 on AMX tiles (Gemm::bf16)
 };
 const char* mode_name(Mode m) {
   switch (m) {
@@ -120,6 +121,8 @@ const char* mode_name(Mode m) {
       return "blas_threads";
     case Mode::inside_layer:
       return "inside_layer";
+    case Mode::bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -149,6 +152,7 @@ void layer_bench(benchmark::State& state, const Bench* b, int batch, int threads
   opt.threads = mode == Mode::blas_threads ? 1 : threads;
   opt.split_samples = mode != Mode::inside_layer;
   opt.gemm = mode == Mode::eigen_gemm                           ? model::Gemm::eigen
+             : mode == Mode::bf16                               ? model::Gemm::bf16
              : mode == Mode::fast || mode == Mode::inside_layer ? model::Gemm::packed
                                                                 : model::Gemm::blas;
   model::Workspace ws(opt);
@@ -198,7 +202,8 @@ void register_all() {
     for (int batch : batches) {
       for (int threads : {1, 2}) {
         for (Mode mode : {Mode::fast, Mode::blas_gemm, Mode::eigen_gemm, Mode::reference, Mode::blas_threads,
-                          Mode::inside_layer}) {
+                          Mode::inside_layer, Mode::bf16}) {
+          if (mode == Mode::bf16 && !model::bf16_gemm_supported()) continue;
           if ((mode == Mode::reference) && threads > 1) continue;  // single-threaded by design
           if ((mode == Mode::blas_threads || mode == Mode::inside_layer) && threads == 1)
             continue;                                                   // == fast

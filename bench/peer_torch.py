@@ -5,6 +5,13 @@ inputs, checked against our engine's outputs before anything is timed.
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/peer_torch.py --outputs DIR --threads 1 \\
         vit=models/fmnist-vit bert=build/bert-base-1l [text=models/spam-bert]
 
+With --dtype bf16 or bf16-autocast, the layer cases only, in bfloat16: the peers of our Gemm::bf16,
+checked against our fp32 outputs to --bf16-tolerance after the fp32 check. bf16 casts the layer's module
+and input to torch.bfloat16 (every op in bf16, the matrix products on oneDNN, on AMX where the CPU has it);
+bf16-autocast runs the fp32 module under torch.autocast("cpu", torch.bfloat16) (matrix products in bf16,
+LayerNorm and softmax in fp32), entered once around all the calls timed, as a server would: autocast then
+casts the weights on the first call only (its cache lives until the context exits).
+
 Prints one JSON object per case: {"peer", "case", "settings", "median_us", "p10_us", "p90_us", ...}.
 Thread settings are the caller's to vary (bench/compare.sh tries several): torch.set_num_threads reaches
 torch's own kernels, OPENBLAS_NUM_THREADS (environment, read at load) the matrix multiplies, and
@@ -13,6 +20,8 @@ Timing, as engine_bench with --benchmark_repetitions: a warm-up, then `--reps` r
 latency of back-to-back calls over at least `--min-time` seconds; median, p10 and p90 over repetitions.
 """
 import argparse
+import contextlib
+import copy
 import json
 import os
 import sys
@@ -55,6 +64,8 @@ def main():
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--min-time", type=float, default=0.05)
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--dtype", choices=["fp32", "bf16", "bf16-autocast"], default="fp32")
+    p.add_argument("--bf16-tolerance", type=float, default=5e-2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     settings = {"torch.set_num_threads": a.threads,
@@ -74,10 +85,21 @@ def main():
                 sys.exit(f"peer_torch: {name} batch {batch}: outputs differ from ours: {errors}")
             x = hidden[0].contiguous()
             cases = [("layer", lambda: layer(x))] + ([] if big else [("model", lambda: full(*inputs))])
+            if a.dtype == "bf16":
+                cast, x_bf16 = copy.deepcopy(layer).to(torch.bfloat16), x.bfloat16()  # .to() is in place
+                cases = [("layer", lambda: cast(x_bf16))]
+            elif a.dtype == "bf16-autocast":
+                cases = cases[:1]
             for kind, fn in cases:
-                r = measure(fn, a.reps, a.min_time)
+                with (torch.autocast("cpu", dtype=torch.bfloat16) if a.dtype == "bf16-autocast"
+                      else contextlib.nullcontext()):
+                    if a.dtype != "fp32":
+                        errors["hidden1_bf16"] = peer_models.relative_error(our_hidden, fn().float().numpy())
+                        if errors["hidden1_bf16"] > a.bf16_tolerance:
+                            sys.exit(f"peer_torch: {name} batch {batch}: bf16 outputs differ from ours: {errors}")
+                    r = measure(fn, a.reps, a.min_time)
                 flops = peer_models.layer_flops(cfg, batch, meta["tokens"]) * (1 if kind == "layer" else cfg["num_hidden_layers"])
-                r.update({"peer": "torch", "case": f"{kind}/{name}/batch:{batch}/threads:{a.threads}",
+                r.update({"peer": "torch" if a.dtype == "fp32" else "torch-" + a.dtype, "case": f"{kind}/{name}/batch:{batch}/threads:{a.threads}",
                           "settings": settings, "check_relative_error": errors,
                           "gflops": flops / (r["median_us"] * 1e3)})
                 print(json.dumps(r), flush=True)

@@ -1,15 +1,17 @@
 // ee-eval: runs a multi-exit model over a labelled dataset and prints per-exit accuracy, the exit
 // distribution under one or more exit rules, overall accuracy, mean layers executed, layers saved and
 // throughput.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "common/model/multi_exit_model.hpp"
+#include "common/model/ops.hpp"
 #include "common/sched/trace.hpp"
 #include "sim/dataset.hpp"
 #include "sim/evaluation.hpp"
@@ -33,10 +35,12 @@ sim::Progress progress_printer(const std::string& what) {
   };
 }
 
-double percent(double part, double whole) { return whole > 0 ? 100.0 * part / whole : 0.0; }
+double percent(double part, double whole) {
+  return whole > 0 ? 100.0 * part / whole : 0.0;
+}
 
-nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset& data, const sim::AllExits& all,
-                      const std::vector<sim::RuleRun>& runs) {
+nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset& data,
+                      const sim::AllExits& all, const std::vector<sim::RuleRun>& runs) {
   const auto& layers = model.config().early_exit.exit_layers;
   const int n = data.size(), L = model.num_layers();
   nlohmann::json j = {{"dataset", data.name}, {"samples", n}, {"layers", L}, {"model_hash", model.hash()}};
@@ -88,16 +92,17 @@ nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset
                          {"mean_layers", mean_layers},
                          {"layers_saved", 100.0 * (1.0 - mean_layers / L)},
                          {"samples_per_second", n / run.seconds}};
-    std::printf("\nEarly exit with %s (batch %d)\n  %-6s %8s %8s %9s\n", run.rule.str().c_str(), run.batch, "exit",
-                "samples", "share", "accuracy");
+    std::printf("\nEarly exit with %s (batch %d)\n  %-6s %8s %8s %9s\n", run.rule.str().c_str(), run.batch,
+                "exit", "samples", "share", "accuracy");
     for (int layer : layers) {
       const auto [count, ok] = per_exit[layer];
       rj["exits"][std::to_string(layer)] = {{"samples", count}, {"accuracy", percent(ok, count)}};
       std::printf("  %-6d %8d %7.1f%% %8.2f%%\n", layer, count, percent(count, n), percent(ok, count));
     }
-    std::printf("  overall accuracy %.2f%% (final exit alone %.2f%%), mean layers %.2f of %d, layers saved %.1f%%, "
-                "%.0f samples/s\n",
-                percent(correct, n), final_acc, mean_layers, L, 100.0 * (1.0 - mean_layers / L), n / run.seconds);
+    std::printf(
+        "  overall accuracy %.2f%% (final exit alone %.2f%%), mean layers %.2f of %d, layers saved %.1f%%, "
+        "%.0f samples/s\n",
+        percent(correct, n), final_acc, mean_layers, L, 100.0 * (1.0 - mean_layers / L), n / run.seconds);
     if (!data.groups.empty()) {
       std::map<std::string, std::tuple<int, int, long>> groups;  // samples, correct, layers
       for (int s = 0; s < n; ++s) {
@@ -111,7 +116,8 @@ nlohmann::json report(const model::MultiExitModel& model, const sim::EvalDataset
         const auto [count, ok, depth] = v;
         std::printf("  %-12s %8d %8.2f%% %12.2f\n", g.c_str(), count, percent(ok, count),
                     static_cast<double>(depth) / count);
-        rj["groups"][g] = {{"samples", count}, {"accuracy", percent(ok, count)},
+        rj["groups"][g] = {{"samples", count},
+                           {"accuracy", percent(ok, count)},
                            {"mean_layers", static_cast<double>(depth) / count}};
       }
     }
@@ -126,7 +132,8 @@ void write_trace(const std::string& path, const model::MultiExitModel& model, co
   sched::ExitTrace trace(model.config().early_exit.exit_layers);
   for (int s = 0; s < data.size(); ++s) {
     sched::TraceSample sample{data.labels[s], data.groups.empty() ? std::string() : data.groups[s], {}};
-    for (const auto& c : all.confidences[s]) sample.exits.push_back({c.label, c.max_prob, c.entropy, c.margin});
+    for (const auto& c : all.confidences[s])
+      sample.exits.push_back({c.label, c.max_prob, c.entropy, c.margin});
     trace.add(std::move(sample));
   }
   trace.save(path);
@@ -137,7 +144,8 @@ void write_trace(const std::string& path, const model::MultiExitModel& model, co
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "ee-eval: run a multi-exit model over a labelled dataset with early exits and print per-exit accuracy,\n"
+      "ee-eval: run a multi-exit model over a labelled dataset with early exits and print per-exit "
+      "accuracy,\n"
       "the exit distribution, overall accuracy, mean layers executed, layers saved and samples/s."};
   std::string model_dir = "models/fmnist-vit";
   std::string images = (sim::kFashionMnistDir / "t10k-images-idx3-ubyte.gz").string();
@@ -145,15 +153,17 @@ int main(int argc, char** argv) {
   std::vector<std::string> rules = {"max_prob:0.9"};
   int batch = 1, limit = 0;
   int threads = 1;
+  std::string precision_name = "fp32";
   std::string json_out, text, trace_out;
-  app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")->capture_default_str();
+  app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")
+      ->capture_default_str();
   app.add_option("--images", images, "IDX images file (gzip or raw)")->capture_default_str();
   app.add_option("--labels", labels, "IDX labels file (gzip or raw)")->capture_default_str();
-  app.add_option("--text", text,
-                 "text models: JSONL file of {\"text\", \"label\", \"group\"} records, tokenized with the model's "
-                 "vocab.txt (default: <model>/sample/test_sample.jsonl)");
-  app.add_option("-r,--rule", rules,
-                 "exit rule, repeatable: max_prob:T | entropy:T | margin:T | patience:K")
+  app.add_option(
+      "--text", text,
+      "text models: JSONL file of {\"text\", \"label\", \"group\"} records, tokenized with the model's "
+      "vocab.txt (default: <model>/sample/test_sample.jsonl)");
+  app.add_option("-r,--rule", rules, "exit rule, repeatable: max_prob:T | entropy:T | margin:T | patience:K")
       ->capture_default_str();
   app.add_option("-b,--batch", batch, "samples per batch; exited samples leave the batch")
       ->check(CLI::Range(1, 4096))
@@ -161,10 +171,18 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", threads, "threads each layer may use (small layers run on one)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.add_option("-n,--limit", limit, "evaluate only the first N samples (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--precision", precision_name,
+                 "weight products in fp32, or bf16: weights and activations rounded to bfloat16, fp32 "
+                 "accumulation, on AMX tiles (fp32 where the CPU lacks AMX-BF16)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  app.add_option("-n,--limit", limit, "evaluate only the first N samples (0 = all)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--json", json_out, "also write the results as JSON to this file");
-  app.add_option("--trace", trace_out, "also write every exit on every sample as an exit trace CSV (ee-replay input)");
+  app.add_option("--trace", trace_out,
+                 "also write every exit on every sample as an exit trace CSV (ee-replay input)");
   CLI11_PARSE(app, argc, argv);
+  const model::Gemm precision = precision_name == "bf16" ? model::Gemm::bf16 : model::Gemm::packed;
 
   try {
     std::vector<exits::ExitRule> parsed;
@@ -174,22 +192,29 @@ int main(int argc, char** argv) {
     std::printf("model %s: %s, %d layers, hidden %d, exits after %zu layers, hash %.12s\n", model_dir.c_str(),
                 c.model_type.c_str(), c.num_hidden_layers, c.hidden_size, c.early_exit.exit_layers.size(),
                 model->hash().c_str());
-    if (c.architecture == model::Architecture::bert && text.empty()) text = model_dir + "/sample/test_sample.jsonl";
+    if (c.architecture == model::Architecture::bert && text.empty())
+      text = model_dir + "/sample/test_sample.jsonl";
     const sim::EvalDataset data = c.architecture == model::Architecture::bert
                                       ? sim::text_eval_dataset(*model, model_dir, text, limit)
                                       : sim::image_eval_dataset(*model, images, labels, limit);
     std::printf("dataset %s: %d samples\n", data.name.c_str(), data.size());
+    if (precision == model::Gemm::bf16) {
+      std::printf(
+          "precision: bf16 weight products%s\n",
+          model::bf16_gemm_supported() ? "" : " requested, but this CPU lacks AMX-BF16: running fp32");
+    }
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 
     const sim::AllExits all = sim::evaluate_all_exits(*model, data, 256, progress_printer("all exits"),
-                                                      model::ExecOptions{threads});
+                                                      model::ExecOptions{threads, precision});
     if (!trace_out.empty()) write_trace(trace_out, *model, data, all);
     std::vector<sim::RuleRun> runs;
     for (const auto& rule : parsed) {
       runs.push_back(sim::evaluate_rule(*model, data, rule, batch, progress_printer(rule.str()),
-                                        model::ExecOptions{threads}));
+                                        model::ExecOptions{threads, precision}));
     }
-    const nlohmann::json j = report(*model, data, all, runs);
+    nlohmann::json j = report(*model, data, all, runs);
+    j["precision"] = precision == model::Gemm::bf16 && model::bf16_gemm_supported() ? "bf16" : "fp32";
     if (!json_out.empty()) {
       std::ofstream(json_out) << j.dump(2) << "\n";
     }

@@ -7,6 +7,7 @@
 #include "common/model/encoder_layer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
@@ -54,6 +55,20 @@ std::pair<Eigen::Index, Eigen::Index> share(Eigen::Index n, int part, int parts,
   return {first, std::min(n, first + chunk)};
 }
 
+// Q, K and V in one [3H, H] projection, ordered head by head (q_0 k_0 v_0 q_1 ...), written into
+// `weight` and `bias` (the layer's own storage, which the returned view points into).
+Linear fused_qkv(Matrix& weight, Vector& bias, std::array<const Linear*, 3> parts, int heads,
+                 Eigen::Index d) {
+  for (int head = 0; head < heads; ++head) {
+    for (int i = 0; i < 3; ++i) {
+      weight.middleRows((3 * head + i) * d, d) = parts[i]->weight.middleRows(head * d, d);
+      bias.segment((3 * head + i) * d, d) = parts[i]->bias.segment(head * d, d);
+    }
+  }
+  return {ConstMatrixMap(weight.data(), weight.rows(), weight.cols()),
+          ConstVectorMap(bias.data(), bias.size())};
+}
+
 }  // namespace
 
 EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
@@ -62,48 +77,42 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       pre_ln_(c.architecture == Architecture::vit),
       qkv_weight_(3 * c.hidden_size, c.hidden_size),
       qkv_bias_(3 * c.hidden_size),
-      qkv_{ConstMatrixMap(qkv_weight_.data(), qkv_weight_.rows(), qkv_weight_.cols()),
-           ConstVectorMap(qkv_bias_.data(), qkv_bias_.size())},
       query_(linear(w, names_for(c, index).self + "query.", c.hidden_size, c.hidden_size)),
       key_(linear(w, names_for(c, index).self + "key.", c.hidden_size, c.hidden_size)),
       value_(linear(w, names_for(c, index).self + "value.", c.hidden_size, c.hidden_size)),
+      qkv_(fused_qkv(qkv_weight_, qkv_bias_, {&query_, &key_, &value_}, heads_, head_dim_)),
       attention_output_(
           linear(w, layer_prefix(c, index) + "attention.output.dense.", c.hidden_size, c.hidden_size)),
       intermediate_(
           linear(w, layer_prefix(c, index) + "intermediate.dense.", c.intermediate_size, c.hidden_size)),
       output_(linear(w, layer_prefix(c, index) + "output.dense.", c.hidden_size, c.intermediate_size)),
       ln1_(layer_norm(w, names_for(c, index).ln1, c.hidden_size, c.layer_norm_eps)),
-      ln2_(layer_norm(w, names_for(c, index).ln2, c.hidden_size, c.layer_norm_eps)) {
-  const Eigen::Index d = head_dim_;
-  const Linear* parts[] = {&query_, &key_, &value_};
-  for (int head = 0; head < heads_; ++head) {
-    for (int i = 0; i < 3; ++i) {
-      qkv_weight_.middleRows((3 * head + i) * d, d) = parts[i]->weight.middleRows(head * d, d);
-      qkv_bias_.segment((3 * head + i) * d, d) = parts[i]->bias.segment(head * d, d);
-    }
-  }
-  if (packed_gemm_supported()) {
-    for (auto [l, p] :
-         {std::pair{&qkv_, &packed_qkv_}, std::pair{&attention_output_, &packed_attention_output_},
-          std::pair{&intermediate_, &packed_intermediate_}, std::pair{&output_, &packed_output_}}) {
-      *p = pack_weights(l->weight.data(), l->weight.rows(), l->weight.cols());
-    }
-  }
+      ln2_(layer_norm(w, names_for(c, index).ln2, c.hidden_size, c.layer_norm_eps)) {}
+
+EncoderLayer::Projection::Projection(Linear l) : linear(l) {
+  const auto n = l.weight.rows(), k = l.weight.cols();
+  if (packed_gemm_supported()) packed = pack_weights(l.weight.data(), n, k);
+  if (bf16_gemm_supported()) bf16 = pack_weights_bf16(l.weight.data(), n, k);
 }
 
 Gemm EncoderLayer::gemm_for(const Workspace& ws) const {
-  return packed_qkv_.data.empty() && ws.options().gemm == Gemm::packed ? Gemm::blas : ws.options().gemm;
+  Gemm g = ws.options().gemm;
+  if (g == Gemm::bf16 && qkv_.bf16.data.empty()) g = Gemm::packed;
+  if (g == Gemm::packed && qkv_.packed.data.empty()) g = Gemm::blas;
+  return g;
 }
 
-void EncoderLayer::linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows,
-                                  const float* a, Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0,
-                                  Eigen::Index c1, bool accumulate) const {
-  if (g == Gemm::packed) {
-    gemm_packed(rows, c0, c1, a, k, packed.panels(), l.bias.data(), accumulate, y, n);
-    return;
+void EncoderLayer::Projection::columns(Gemm g, Eigen::Index rows, const float* a, Eigen::Index k, float* y,
+                                       Eigen::Index n, Eigen::Index c0, Eigen::Index c1,
+                                       bool accumulate) const {
+  if (g == Gemm::bf16) {
+    gemm_bf16(rows, c0, c1, a, k, bf16, linear.bias.data(), accumulate, y, n);
+  } else if (g == Gemm::packed) {
+    gemm_packed(rows, c0, c1, a, k, packed.panels(), linear.bias.data(), accumulate, y, n);
+  } else {
+    gemm_nt(g, rows, c1 - c0, k, a, k, linear.weight.data() + c0 * k, k, accumulate ? 1.0f : 0.0f, y + c0, n);
+    add_bias(y, n, rows, linear.bias.data(), c0, c1);
   }
-  gemm_nt(g, rows, c1 - c0, k, a, k, l.weight.data() + c0 * k, k, accumulate ? 1.0f : 0.0f, y + c0, n);
-  add_bias(y, n, rows, l.bias.data(), c0, c1);
 }
 
 EncoderLayer::Slice EncoderLayer::Slice::samples(int first, int last) const {
@@ -114,7 +123,7 @@ EncoderLayer::Slice EncoderLayer::Slice::samples(int first, int last) const {
 }
 
 void EncoderLayer::forward(Hidden& h, Workspace& ws) const {
-  const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), inner_size = intermediate_.out_features();
+  const Eigen::Index rows = h.x.rows(), hidden = h.x.cols(), inner_size = intermediate_.linear.out_features();
   if (rows == 0) return;
   const Slice all{{h.x.data(), hidden},
                   {ws.get(Workspace::normed, rows, hidden).data(), hidden},
@@ -156,10 +165,10 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
       ln.rows(s.x.data, hidden, out, hidden, r0, r1);
     });
   };
-  auto project = [&](const Linear& l, const PackedWeights& p, Block a, Block y, bool accumulate) {
+  auto project = [&](const Projection& p, Block a, Block y, bool accumulate) {
     each([&](int i, int n) {
       const auto [c0, c1] = share(y.ld, i, n, kPanel);
-      linear_columns(g, l, p, rows, a.data, a.ld, y.data, y.ld, c0, c1, accumulate);
+      p.columns(g, rows, a.data, a.ld, y.data, y.ld, c0, c1, accumulate);
     });
   };
 
@@ -169,7 +178,7 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
   // unless their columns do not start on a weight panel (3 x head size not a multiple of kPanel, e.g. the
   // ViT's 48): then the projection is its own phase, split by panels.
   const bool fused = threads == 1 || (3 * head_dim_) % kPanel == 0;
-  if (!fused) project(qkv_, packed_qkv_, attention_in, s.qkv, false);
+  if (!fused) project(qkv_, attention_in, s.qkv, false);
   each([&](int i, int n) {
     const auto [first, last] = share(heads_, i, n, 1);
     attention_heads(s, attention_in.data, ws, first, last, threads > 1 ? i : scratch, fused);
@@ -185,7 +194,7 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
     });
     return;
   }
-  project(attention_output_, packed_attention_output_, s.context, s.x, true);
+  project(attention_output_, s.context, s.x, true);
   if (pre_ln_) {
     norm(ln2_, s.normed.data);
   } else {
@@ -194,11 +203,10 @@ void EncoderLayer::forward_slice(const Slice& s, Workspace& ws, int threads, int
   const Block ffn_in = pre_ln_ ? s.normed : s.x;
   each([&](int i, int n) {
     const auto [c0, c1] = share(inner_size, i, n, kPanel);
-    linear_columns(g, intermediate_, packed_intermediate_, rows, ffn_in.data, hidden, s.inner.data,
-                   inner_size, c0, c1, false);
+    intermediate_.columns(g, rows, ffn_in.data, hidden, s.inner.data, inner_size, c0, c1, false);
     gelu_columns(s.inner.data, inner_size, rows, c0, c1);
   });
-  project(output_, packed_output_, s.inner, s.x, true);
+  project(output_, s.inner, s.x, true);
   if (!pre_ln_) norm(ln2_, s.x.data);
 }
 
@@ -208,17 +216,15 @@ void EncoderLayer::after_attention(const Slice& s, Gemm g, Eigen::Index r0, Eige
   float* x = s.x.data + r0 * hidden;
   float* normed = s.normed.data + r0 * hidden;
   float* inner = s.inner.data + r0 * inner_size;
-  linear_columns(g, attention_output_, packed_attention_output_, m, s.context.data + r0 * hidden, hidden, x,
-                 hidden, 0, hidden, true);
+  attention_output_.columns(g, m, s.context.data + r0 * hidden, hidden, x, hidden, 0, hidden, true);
   if (pre_ln_) {
     ln2_.rows(x, hidden, normed, hidden, 0, m);
   } else {
     ln1_.rows(x, hidden, x, hidden, 0, m);
   }
-  linear_columns(g, intermediate_, packed_intermediate_, m, pre_ln_ ? normed : x, hidden, inner, inner_size,
-                 0, inner_size, false);
+  intermediate_.columns(g, m, pre_ln_ ? normed : x, hidden, inner, inner_size, 0, inner_size, false);
   gelu_columns(inner, inner_size, m, 0, inner_size);
-  linear_columns(g, output_, packed_output_, m, inner, inner_size, x, hidden, 0, hidden, true);
+  output_.columns(g, m, inner, inner_size, x, hidden, 0, hidden, true);
   if (!pre_ln_) ln2_.rows(x, hidden, x, hidden, 0, m);
 }
 
@@ -228,12 +234,11 @@ void EncoderLayer::attention_heads(const Slice& s, const float* in, Workspace& w
   const Eigen::Index rows = s.rows(), hidden = s.x.ld, t = s.tokens, d = head_dim_, ld = s.qkv.ld;
   const Gemm g = gemm_for(ws);
   if (project) {
-    linear_columns(g, qkv_, packed_qkv_, rows, in, hidden, s.qkv.data, ld, 3 * d * first, 3 * d * last,
-                   false);
+    qkv_.columns(g, rows, in, hidden, s.qkv.data, ld, 3 * d * first, 3 * d * last, false);
   }
   // Each head reads its Q, K and V in place (row stride 3H) and writes its context columns in place.
   // With the packed kernel, keys and values are packed for it first (scratch too).
-  const bool packed = g == Gemm::packed;
+  const bool packed = g == Gemm::packed || g == Gemm::bf16;  // bf16 is for weights only
   float* scores = ws.scratch(scratch, Workspace::head_scores, t, t).data();
   float* packed_keys =
       packed ? ws.scratch(scratch, Workspace::packed_keys, packed_size(t, d), 1).data() : nullptr;
@@ -301,14 +306,14 @@ void EncoderLayer::attention_reference(const ConstRef& x, const Hidden& h, Works
       context.block(first, head * d, t, d).noalias() = scores * v;
     }
   }
-  attention_output_(context, out);
+  attention_output_.linear(context, out);
 }
 
 void EncoderLayer::feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const {
-  MatrixMap inner = ws.get(Workspace::intermediate, x.rows(), intermediate_.out_features());
-  intermediate_(x, inner);
+  MatrixMap inner = ws.get(Workspace::intermediate, x.rows(), intermediate_.linear.out_features());
+  intermediate_.linear(x, inner);
   gelu(inner);
-  output_(inner, out);
+  output_.linear(inner, out);
 }
 
 }  // namespace ee::model

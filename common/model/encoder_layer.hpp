@@ -31,7 +31,7 @@ class EncoderLayer {
   void forward_reference(Hidden& h, Workspace& ws) const;
 
  private:
-  // The workspace's choice of GEMM, or OpenBLAS where it asks for packed and the CPU cannot run it.
+  // The workspace's choice of GEMM, or the next one this CPU runs: bf16 -> packed -> OpenBLAS.
   Gemm gemm_for(const Workspace& ws) const;
   // A row-major buffer: its first row and its row stride.
   struct Block {
@@ -57,10 +57,18 @@ class EncoderLayer {
   // `project` false: Q, K, V are already in s.qkv.
   void attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first, Eigen::Index last,
                        int scratch, bool project) const;
-  // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
-  void linear_columns(Gemm g, const Linear& l, const PackedWeights& packed, Eigen::Index rows, const float* a,
-                      Eigen::Index k, float* y, Eigen::Index n, Eigen::Index c0, Eigen::Index c1,
-                      bool accumulate) const;
+  // A weight product of the fast path, in every form its kernels read: the file's weights (blas, eigen),
+  // packed for gemm_packed, rounded and packed for gemm_bf16 (each empty where the CPU cannot run it: the
+  // private copies take up to 2.5 times the file's size in memory).
+  struct Projection {
+    Linear linear;
+    PackedWeights packed;
+    PackedBf16 bf16;
+    Projection(Linear l);
+    // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
+    void columns(Gemm g, Eigen::Index rows, const float* a, Eigen::Index k, float* y, Eigen::Index n,
+                 Eigen::Index c0, Eigen::Index c1, bool accumulate) const;
+  };
   void attention_reference(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const;
   void feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const;
 
@@ -71,11 +79,9 @@ class EncoderLayer {
   // goes straight on to their attention, with no join in between.
   Matrix qkv_weight_;
   Vector qkv_bias_;
-  Linear qkv_, query_, key_, value_, attention_output_, intermediate_, output_;
+  Linear query_, key_, value_;  // the reference path's separate projections
+  Projection qkv_, attention_output_, intermediate_, output_;
   LayerNorm ln1_, ln2_;
-  // The four weights repacked for gemm_packed (empty where the CPU cannot run it): a private copy, so the
-  // encoder's weights take twice their file size in memory.
-  PackedWeights packed_qkv_, packed_attention_output_, packed_intermediate_, packed_output_;
 };
 
 }  // namespace ee::model

@@ -5,6 +5,7 @@
 // std::erf), which the exit heads, the embeddings and EncoderLayer::forward_reference use; and the fast
 // kernels below them (GEMM on raw row-major storage, fused epilogues) that EncoderLayer::forward is built
 // from. Tests hold the fast kernels to the reference ones.
+#include <cstdint>
 #include <vector>
 
 #include "common/model/tensor.hpp"
@@ -45,8 +46,10 @@ void softmax_rows(Ref x);
 // products, so on the engine's small shapes packed is the faster by far (bench/RESULTS.md, ablation). blas:
 // OpenBLAS. eigen: Eigen's own GEMM. Where the CPU lacks AVX-512F, packed runs as blas. The attention's
 // per-head products follow the same choice: packed runs them on the same kernel (keys and values packed per
-// call). bench/RESULTS.md has the ablation.
-enum class Gemm { packed, blas, eigen };
+// call). bench/RESULTS.md has the ablation. bf16: weights rounded to bfloat16 at load, activations on every
+// call, fp32 accumulation, on Intel AMX tiles (gemm_bf16): a reduced-precision choice, never the default;
+// the attention's products stay fp32 (packed). Where the CPU lacks AMX-BF16, bf16 runs as packed.
+enum class Gemm { packed, blas, eigen, bf16 };
 
 // C = A B^T + beta C: A is m x k, B is n x k (a torch.nn.Linear weight), C is m x n.
 void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
@@ -87,6 +90,21 @@ bool packed_gemm_supported();
 // is a multiple of kPanel.
 void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
                  const Panels& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
+// A weight W [n x k] rounded to bfloat16 (to nearest even) and packed for gemm_bf16's AMX tiles: panels of
+// kPanel columns, each k_padded / 2 rows of kPanel pairs (W[c][2i], W[c][2i+1]); k_padded is k rounded up to
+// 32 and the padding is zero.
+struct PackedBf16 {
+  Eigen::Index n = 0, k = 0, k_padded = 0;
+  std::vector<uint16_t> data;
+};
+PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k);
+// Whether this CPU and OS run gemm_bf16 (AMX-BF16 and AVX512-BF16, and Linux's permission to use AMX tiles,
+// asked for on the first call).
+bool bf16_gemm_supported();
+// gemm_packed's contract with a bf16 W: columns [c0, c1) of C = round(A) round(W)^T + bias (+ C), c0 a
+// multiple of kPanel. Allocates only the first time a thread sees a product this large (A's rounded copy).
+void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
+               const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
 // Makes OpenBLAS run every call on the calling thread: the engine splits work across its own pool
 // (Workspace), and a second pool spinning on the same cores would fight it. Idempotent, thread-safe.
 void blas_single_threaded();

@@ -105,8 +105,8 @@ TEST(Allocations, NoneForSmallerBatchesOrWithEigenGemm) {
   small.input_ids.resize(48);
   small.token_type_ids.resize(48);
   small.lengths = {30};
-  for (const ExecOptions o :
-       {ExecOptions{2, Gemm::packed}, ExecOptions{2, Gemm::blas}, ExecOptions{1, Gemm::eigen}}) {
+  for (const ExecOptions o : {ExecOptions{2, Gemm::packed}, ExecOptions{2, Gemm::blas},
+                              ExecOptions{1, Gemm::eigen}, ExecOptions{2, Gemm::bf16}}) {
     Workspace ws(o);
     allocations_per_steady_run(*model, model->embed_tokens(big), ws, 1);
     // A smaller batch after a larger one fits in the buffers already there.

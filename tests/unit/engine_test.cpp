@@ -5,7 +5,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "common/model/encoder_layer.hpp"
 #include "common/model/multi_exit_model.hpp"
@@ -34,7 +37,7 @@ const ExecOptions kSettings[] = {{1, Gemm::packed}, {2, Gemm::packed}, {2, Gemm:
                                  {2, Gemm::eigen}};
 
 std::string name(const ExecOptions& o) {
-  const char* gemm[] = {"packed", "OpenBLAS", "Eigen"};
+  const char* gemm[] = {"packed", "OpenBLAS", "Eigen", "bf16"};
   return std::to_string(o.threads) + " thread(s), " + gemm[static_cast<int>(o.gemm)] +
          (o.split_samples ? "" : ", inside the layer");
 }
@@ -101,6 +104,48 @@ TEST(FastKernels, PackedGemmMatchesEigenOnEveryTail) {
   }
 }
 
+// The AMX kernel against the same product in double precision on the bf16-rounded operands: what is left
+// is fp32 accumulation only. Shapes cover row counts off the 16-row tile (1, 17, 40), k off the 32-value
+// tile (37), column ranges off and past a panel, bias, residual.
+float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+TEST(FastKernels, Bf16GemmMatchesRoundedOperandsInDouble) {
+  if (!bf16_gemm_supported()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or Linux refused it)";
+  for (Eigen::Index m : {1, 16, 17, 40, 128}) {
+    for (Eigen::Index n : {7, 32, 40, 96}) {
+      for (Eigen::Index k : {37, 64, 768}) {
+        const Matrix a = Matrix::Random(m, k), w = Matrix::Random(n, k), start = Matrix::Random(m, n);
+        const Vector bias = Vector::Random(n);
+        const PackedBf16 p = pack_weights_bf16(w.data(), n, k);
+        const Eigen::MatrixXd exact =
+            a.unaryExpr(&round_bf16).cast<double>() * w.unaryExpr(&round_bf16).cast<double>().transpose();
+        for (bool accumulate : {false, true}) {
+          Matrix c = start;
+          gemm_bf16(m, 0, n, a.data(), k, p, bias.data(), accumulate, c.data(), n);
+          Eigen::MatrixXd want = exact.rowwise() + bias.cast<double>();
+          if (accumulate) want += start.cast<double>();
+          EXPECT_LE((c.cast<double>() - want).cwiseAbs().maxCoeff(), 2e-7 * k)
+              << m << " x " << n << " x " << k << (accumulate ? " +=" : "");
+        }
+        if (n > kPanel) {  // a column range starting on the second panel leaves the first untouched
+          Matrix c = start;
+          gemm_bf16(m, kPanel, n, a.data(), k, p, nullptr, false, c.data(), n);
+          EXPECT_EQ(c.leftCols(kPanel), start.leftCols(kPanel));
+          EXPECT_LE(
+              (c.rightCols(n - kPanel).cast<double>() - exact.rightCols(n - kPanel)).cwiseAbs().maxCoeff(),
+              2e-7 * k);
+        }
+      }
+    }
+  }
+}
+
 // The attention's two products on the packed kernel, as attention_heads runs them: Q K^T with the keys
 // packed per call (pack_rows) and P V with the values packed per call (pack_columns), both read from a
 // strided QKV-like buffer, no bias; key counts and head sizes off the panel width included.
@@ -158,8 +203,8 @@ TEST(FastLayer, MatchesReferenceOnTheVit) {
   }
 }
 
-// An edge and a cloud with different thread counts agree bit for bit: at batch 1 (one thread by the size
-// rule), and at 32 both across samples and inside the layer.
+// An edge and a cloud with different thread counts agree bit for bit, with either kernel: at batch 1 (one
+// thread by the size rule), and at 32 both across samples and inside the layer.
 TEST(FastLayer, OneAndTwoThreadsGiveIdenticalHiddenStates) {
   const auto model = MultiExitModel::load(vit_dir());
   const auto golden = SafeTensors::open(vit_dir() / "golden.safetensors");
@@ -167,16 +212,20 @@ TEST(FastLayer, OneAndTwoThreadsGiveIdenticalHiddenStates) {
   const size_t per_image = pixels.size() / static_cast<size_t>(golden->at("input.pixels").shape[0]);
   while (pixels.size() < 32 * per_image)
     pixels.insert(pixels.end(), pixels.begin(), pixels.begin() + per_image);
-  for (int batch : {1, 32}) {
-    const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
-    Hidden one = input;
-    Workspace ws1(ExecOptions{1});
-    model->run_layers(one, model->num_layers(), ws1);
-    for (bool split_samples : {true, false}) {
-      Hidden two = input;
-      Workspace ws2(ExecOptions{2, Gemm::packed, split_samples});
-      model->run_layers(two, model->num_layers(), ws2);
-      EXPECT_EQ(one.x, two.x) << "batch " << batch << (split_samples ? "" : ", inside the layer");
+  std::vector<Gemm> kernels = {Gemm::packed};
+  if (bf16_gemm_supported()) kernels.push_back(Gemm::bf16);
+  for (Gemm g : kernels) {
+    for (int batch : {1, 32}) {
+      const Hidden input = model->embed_images(std::span(pixels).first(batch * per_image), batch);
+      Hidden one = input;
+      Workspace ws1(ExecOptions{1, g});
+      model->run_layers(one, model->num_layers(), ws1);
+      for (bool split_samples : {true, false}) {
+        Hidden two = input;
+        Workspace ws2(ExecOptions{2, g, split_samples});
+        model->run_layers(two, model->num_layers(), ws2);
+        EXPECT_EQ(one.x, two.x) << name(ExecOptions{2, g, split_samples}) << ", batch " << batch;
+      }
     }
   }
 }
@@ -198,16 +247,23 @@ void check_random_bert(const fs::path& dir) {
     return Matrix(golden->f32("hidden." + std::to_string(depth), t.shape)
                       .reshaped<Eigen::RowMajor>(t.shape[0] * t.shape[1], t.shape[2]));
   };
-  for (const ExecOptions& o : kSettings) {
+  // fp32 settings to 1e-4; bf16 (8 significant bits in the weight products' operands) to 1e-2.
+  std::vector<std::pair<ExecOptions, double>> settings;
+  for (const ExecOptions& o : kSettings) settings.emplace_back(o, 1e-4);
+  if (bf16_gemm_supported()) {
+    for (int threads : {1, 2}) settings.emplace_back(ExecOptions{threads, Gemm::bf16}, 1e-2);
+  }
+  for (const auto& [o, tolerance] : settings) {
     Workspace ws(o);
     Hidden h = model->embed_tokens(batch);
     for (int layer = 1; layer <= model->num_layers(); ++layer) {
       model->run_layers(h, layer, ws);
-      EXPECT_LE(relative_error(h.x, hidden(layer)), 1e-4) << dir << ": layer " << layer << ", " << name(o);
+      EXPECT_LE(relative_error(h.x, hidden(layer)), tolerance)
+          << dir << ": layer " << layer << ", " << name(o);
       const auto& t = golden->at("logits." + std::to_string(layer));
       EXPECT_LE(relative_error(model->exit_logits(h, layer, ws),
                                golden->f32("logits." + std::to_string(layer), t.shape)),
-                1e-4)
+                tolerance)
           << dir << ": exit " << layer << ", " << name(o);
     }
   }
