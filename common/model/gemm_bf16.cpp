@@ -46,23 +46,20 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
 };
 
-// Rows [0, m) of A (row stride lda) rounded into `out`, row stride kp, zero beyond k and beyond m up to
-// `rows` rows.
+// Rows [0, m) of A (row stride lda) rounded into `out` in tile order: the 16 x 32 tile of row block i
+// and k step j (512 values) contiguous at (i * kp / 32 + j) * 512, so that a tile load reads 1 KB in
+// sequence. Zero beyond k, and beyond m up to `rows` rows.
 __attribute__((target("avx512f,avx512bf16"))) void round_rows(const float* a, Eigen::Index lda,
                                                               Eigen::Index m, Eigen::Index k,
                                                               Eigen::Index rows, Eigen::Index kp,
                                                               uint16_t* out) {
   for (Eigen::Index r = 0; r < rows; ++r) {
-    uint16_t* to = out + r * kp;
-    if (r >= m) {
-      std::fill_n(to, kp, uint16_t{0});
-      continue;
-    }
+    uint16_t* to = out + (r / kTileRows) * kTileRows * kp + (r % kTileRows) * kTileK;
     for (Eigen::Index kk = 0; kk < kp; kk += 16) {
-      const Eigen::Index left = k - kk;
+      const Eigen::Index left = r < m ? k - kk : 0;
       const auto mask = static_cast<__mmask16>(left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0);
       const __m512 x = _mm512_maskz_loadu_ps(mask, a + r * lda + kk);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + kk),
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + (kk / kTileK) * kTileRows * kTileK + kk % kTileK),
                           reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
     }
   }
@@ -85,7 +82,7 @@ __attribute__((target("avx512f"))) void store_block(const float* acc, Eigen::Ind
   }
 }
 
-// 16 or 32 rows of A (row stride kp, bf16) times one W panel over k_padded: the 16 x 32 or 32 x 32
+// 16 or 32 rows of A (round_rows' tile order) times one W panel over k_padded: the 16 x 32 or 32 x 32
 // product into acc (row stride 32 floats).
 template <bool Two>
 __attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, Eigen::Index kp,
@@ -96,16 +93,15 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, 
     _tile_zero(2);
     _tile_zero(3);
   }
-  const auto a_stride = static_cast<long>(kp * 2);
   for (Eigen::Index kk = 0; kk < kp; kk += kTileK) {
     const uint16_t* w = panel + kk * kPanel;  // kk/2 pair rows of 2 x 32 values
     _tile_loadd(6, w, 128);
     _tile_loadd(7, w + 32, 128);
-    _tile_loadd(4, a + kk, a_stride);
+    _tile_loadd(4, a + kk * kTileRows, 64);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
     if (Two) {
-      _tile_loadd(5, a + kTileRows * kp + kk, a_stride);
+      _tile_loadd(5, a + kTileRows * kp + kk * kTileRows, 64);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
