@@ -11,12 +11,14 @@
 // Every figure is the mean latency of back-to-back calls over one repetition; run with
 // --benchmark_repetitions=N to get the median, p10 and p90 over repetitions (bench/compare.sh does). The
 // counter GFLOPS counts the encoder's multiply-adds (QKV, attention, output, FFN) as 2 FLOPs each.
+// kernel/... runs the weight-product kernels alone (packed fp32, bf16 AMX) at BERT-base's shapes and 2048^3.
 // --write_outputs writes each benchmark input and our outputs, so the peer scripts can check theirs
 // against them before timing (bench/peer_torch.py, bench/peer_ort.js).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -27,6 +29,7 @@
 
 #include "common/model/encoder_layer.hpp"
 #include "common/model/multi_exit_model.hpp"
+#include "common/model/ops.hpp"
 #include "common/model/safetensors.hpp"
 #include "common/model/workspace.hpp"
 #include "sim/dataset.hpp"
@@ -195,7 +198,46 @@ void model_bench(benchmark::State& state, const Bench* b, int batch, int threads
   state.counters["threads"] = threads;
 }
 
+// One weight product y = x W^T + b on the engine's kernels, one thread: the packed fp32 kernel and the
+// bf16 AMX kernel at BERT-base's shapes (rows x out x in), and at 2048^3, each kernel's large-product
+// yardstick.
+void kernel_bench(benchmark::State& state, model::Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+  const model::Matrix x = model::Matrix::Random(m, k), w = model::Matrix::Random(n, k);
+  const model::Vector bias = model::Vector::Random(n);
+  model::Matrix y(m, n);
+  const model::PackedWeights packed = model::pack_weights(w.data(), n, k);
+  const model::PackedBf16 bf16 = model::pack_weights_bf16(w.data(), n, k);
+  for (auto _ : state) {
+    if (g == model::Gemm::bf16) {
+      model::gemm_bf16(m, 0, n, x.data(), k, bf16, bias.data(), false, y.data(), n);
+    } else {
+      model::gemm_packed(m, 0, n, x.data(), k, packed.panels(), bias.data(), false, y.data(), n);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k * state.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+void register_kernels() {
+  if (!model::packed_gemm_supported()) return;
+  for (model::Gemm g : {model::Gemm::packed, model::Gemm::bf16}) {
+    if (g == model::Gemm::bf16 && !model::bf16_gemm_supported()) continue;
+    for (auto [m, n, k] : {std::array<Eigen::Index, 3>{128, 2304, 768},
+                           {128, 3072, 768},
+                           {128, 768, 3072},
+                           {2048, 2048, 2048}}) {
+      const std::string name = std::string("kernel/") + (g == model::Gemm::bf16 ? "bf16/" : "packed/") +
+                               std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+      add_percentiles(benchmark::RegisterBenchmark(name.c_str(), kernel_bench, g, m, n, k)
+                          ->Unit(benchmark::kMicrosecond)
+                          ->UseRealTime());
+    }
+  }
+}
+
 void register_all() {
+  register_kernels();
   for (const Bench& b : g_models) {
     const bool big = b.model->config().hidden_size >= 512;
     const std::vector<int> batches = big ? std::vector<int>{1} : std::vector<int>{1, 32};

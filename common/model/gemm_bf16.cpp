@@ -85,8 +85,10 @@ __attribute__((target("avx512f"))) void store_block(const float* acc, Eigen::Ind
 // 16 or 32 rows of A (round_rows' tile order) times one W panel over k_padded: the 16 x 32 or 32 x 32
 // product into acc (row stride 32 floats).
 template <bool Two>
-__attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, Eigen::Index kp,
-                                                             const uint16_t* panel, float* acc) {
+__attribute__((target("amx-tile,amx-bf16,sse"))) void tile_block(const uint16_t* a, Eigen::Index kp,
+                                                                 const uint16_t* panel, float* acc,
+                                                                 const char* prefetch,
+                                                                 Eigen::Index lines_per_step) {
   _tile_zero(0);
   _tile_zero(1);
   if (Two) {
@@ -95,6 +97,9 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_block(const uint16_t* a, 
   }
   for (Eigen::Index kk = 0; kk < kp; kk += kTileK) {
     const uint16_t* w = panel + kk * kPanel;  // kk/2 pair rows of 2 x 32 values
+    for (Eigen::Index line = 0; line < lines_per_step; ++line) {
+      _mm_prefetch(prefetch + ((kk / kTileK) * lines_per_step + line) * 64, _MM_HINT_T1);
+    }
     _tile_loadd(6, w, 128);
     _tile_loadd(7, w + 32, 128);
     _tile_loadd(4, a + kk * kTileRows, 64);
@@ -153,7 +158,7 @@ void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a,
                const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
   if (m == 0 || c0 >= c1) return;
   const Eigen::Index kp = b.k_padded, rows = (m + kTileRows - 1) / kTileRows * kTileRows;
-  thread_local std::vector<uint16_t> rounded;
+  thread_local std::vector<uint16_t, CacheLineAllocator<uint16_t>> rounded;
   if (rounded.size() < static_cast<size_t>(rows * kp)) rounded.resize(static_cast<size_t>(rows * kp));
   round_rows(a, lda, m, b.k, rows, kp, rounded.data());
   load_tile_config();
@@ -161,12 +166,18 @@ void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a,
   for (Eigen::Index col = c0; col < c1; col += kPanel) {
     const Eigen::Index width = std::min(kPanel, c1 - col);
     const uint16_t* panel = b.data.data() + col * kp;
+    // The next panel is brought into L2 while this one is computed, a share during each row block.
+    const Eigen::Index blocks = (m + 2 * kTileRows - 1) / (2 * kTileRows), steps = kp / kTileK;
+    const Eigen::Index panel_lines = col + kPanel < c1 ? kPanel * kp * 2 / 64 : 0;
+    const Eigen::Index lines_per_step = (panel_lines / blocks + steps - 1) / steps;
+    const char* next = reinterpret_cast<const char*>(panel + kPanel * kp);
     for (Eigen::Index row = 0; row < m; row += 2 * kTileRows) {
       const bool two = rows - row > kTileRows;
+      const char* prefetch = next + (row / (2 * kTileRows)) * lines_per_step * steps * 64;
       if (two) {
-        tile_block<true>(rounded.data() + row * kp, kp, panel, acc);
+        tile_block<true>(rounded.data() + row * kp, kp, panel, acc, prefetch, lines_per_step);
       } else {
-        tile_block<false>(rounded.data() + row * kp, kp, panel, acc);
+        tile_block<false>(rounded.data() + row * kp, kp, panel, acc, prefetch, lines_per_step);
       }
       store_block(acc, std::min<Eigen::Index>(2 * kTileRows, m - row), width, bias ? bias + col : nullptr,
                   accumulate, c + row * ldc + col, ldc);

@@ -5,7 +5,9 @@
 // std::erf), which the exit heads, the embeddings and EncoderLayer::forward_reference use; and the fast
 // kernels below them (GEMM on raw row-major storage, fused epilogues) that EncoderLayer::forward is built
 // from. Tests hold the fast kernels to the reference ones.
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "common/model/tensor.hpp"
@@ -90,12 +92,24 @@ bool packed_gemm_supported();
 // is a multiple of kPanel.
 void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
                  const Panels& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
+// std::vector's allocator for buffers that AMX tiles read: a tile row is 64 bytes, and one that straddles two
+// cache lines costs a second line on every load.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
 // A weight W [n x k] rounded to bfloat16 (to nearest even) and packed for gemm_bf16's AMX tiles: panels of
 // kPanel columns, each k_padded / 2 rows of kPanel pairs (W[c][2i], W[c][2i+1]); k_padded is k rounded up to
 // 32 and the padding is zero.
 struct PackedBf16 {
   Eigen::Index n = 0, k = 0, k_padded = 0;
-  std::vector<uint16_t> data;
+  std::vector<uint16_t, CacheLineAllocator<uint16_t>> data;
 };
 PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k);
 // Whether this CPU and OS run gemm_bf16 (AMX-BF16 and AVX512-BF16, and Linux's permission to use AMX tiles,
