@@ -80,6 +80,12 @@ run_torch() {  # label threads env...
   shift 2
   env "$@" $py bench/peer_torch.py --threads "$threads" "${peer[@]}" >"$raw/torch.$label.r$round.jsonl"
 }
+run_torch_bf16() {  # label threads dtype: the peers of our Gemm::bf16 (oneDNN; OpenBLAS is not used)
+  OPENBLAS_NUM_THREADS=1 $py bench/peer_torch.py --threads "$2" --dtype "$3" "${peer[@]}" \
+    >"$raw/torch_bf16.$1.r$round.jsonl"
+}
+bf16=0
+"$build/bench/engine_bench" "${models[@]}" --benchmark_list_tests | grep -q /bf16 && bf16=1
 for round in $(seq 1 "$rounds"); do
   echo "compare: round $round of $rounds: SGEMM peak"
   "$build/bench/sgemm_peak" "${bench_args[@]}" >"$raw/sgemm.r$round.json"
@@ -98,6 +104,12 @@ for round in $(seq 1 "$rounds"); do
   run_torch t2-blas1 2 OPENBLAS_NUM_THREADS=1
   run_torch t2-blas2 2 OPENBLAS_NUM_THREADS=2
   run_torch t2-blas2-passive 2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+  if [ "$bf16" = 1 ]; then
+    for threads in 1 2; do
+      run_torch_bf16 "t$threads-cast" "$threads" bf16
+      run_torch_bf16 "t$threads-autocast" "$threads" bf16-autocast
+    done
+  fi
 
   echo "compare: round $round of $rounds: batched early exit"
   for threads in 1 2; do
@@ -117,6 +129,21 @@ for round in $(seq 1 "$rounds"); do
 done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Accuracy of the bf16 weight products, whole test sets: every exit's answer on every sample, fp32 and bf16.
+if [ "$bf16" = 1 ]; then
+  echo "compare: accuracy at fp32 and bf16"
+  spam_test=data/spam-assassin/test.jsonl
+  [ -f "$spam_test" ] || $py models/train/spam_data.py >/dev/null 2>&1 || spam_test=models/spam-bert/sample/test_sample.jsonl
+  for precision in fp32 bf16; do
+    "$build/sim/ee-eval" -m models/fmnist-vit --precision "$precision" -b 32 -r max_prob:0.9 \
+      --json "$raw/precision.vit.$precision.json" --trace "$raw/precision.vit.$precision.csv" >/dev/null 2>&1
+    if [ -f models/spam-bert/model.safetensors ]; then
+      "$build/sim/ee-eval" -m models/spam-bert --text "$spam_test" --precision "$precision" -b 32 -r max_prob:0.9 \
+        --json "$raw/precision.text.$precision.json" --trace "$raw/precision.text.$precision.csv" >/dev/null 2>&1
+    fi
+  done
+fi
 
 $py - "$raw/meta.json" <<EOF
 import json, subprocess, sys

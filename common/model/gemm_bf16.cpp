@@ -3,8 +3,10 @@
 // block of A by a 32-column panel of W: two A tiles (16 rows x 32 k each) and two W tiles (16 pairs of k x
 // 16 columns, AMX's "VNNI" layout: the two k values of a pair side by side) into four fp32 accumulator
 // tiles, 32 values of k per step over the whole of k. A W panel (k/2 x 128 bytes, 192 KB at k = 3072) stays
-// in L2 while the row blocks of A stream past it, as in gemm_packed. The accumulators go through a 4 KB
-// buffer on the stack, where bias and residual are added on the way to C (a tile cannot add a vector).
+// in L2 while the row blocks of A stream past it, as in gemm_packed, and the next panel is prefetched into
+// L2 meanwhile, a few lines per step (else each panel's first row block waits on memory). The
+// accumulators go through a 4 KB buffer on the stack, where bias and residual are added on the way to C
+// (a tile cannot add a vector).
 //
 // A is rounded into a per-thread buffer (thread_local: every thread of the engine's pool is long-lived, so
 // it grows once), zero-padded to whole tiles: k to a multiple of 32, rows to a multiple of 16. Padding rows
