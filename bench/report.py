@@ -208,6 +208,18 @@ def main():
               f"{r(tf)} | {r(ort)} | {b.get('gflops', 0):.0f} | "
               + (f"{b.get('gflops', 0) / pk:.2f}" if pk else "–") + " |")
         w("")
+        kernels = sorted({n.split("/", 2)[2] for n in ours if n.startswith("kernel/")},
+                         key=lambda shape: [int(x) for x in shape.split("x")])
+        if kernels:
+            w("The weight-product kernels alone, one thread, y = x W^T + b (rows x out x in), median GFLOP/s: "
+              "BERT-base's three shapes and each kernel's 2048^3 yardstick.")
+            w("")
+            w("| shape | packed fp32 | bf16 AMX | bf16 / fp32 |")
+            w("|---|---|---|---|")
+            for shape in kernels:
+                f, b = (ours.get(f"kernel/{k}/{shape}", {}).get("gflops") for k in ("packed", "bf16"))
+                w(f"| {shape} | {f:.0f} | {b:.0f} | {b / f:.1f}x |" if f and b else f"| {shape} | {f2(f)} | {f2(b)} | – |")
+            w("")
         precision = {}
         for path in glob.glob(os.path.join(raw, "precision.*.json")):
             model, dtype = os.path.basename(path).split(".")[1:3]
