@@ -9,7 +9,8 @@
 // (a tile cannot add a vector).
 //
 // A is rounded into a per-thread buffer (thread_local: every thread of the engine's pool is long-lived, so
-// it grows once), zero-padded to whole tiles: k to a multiple of 32, rows to a multiple of 16. Padding rows
+// it grows once), zero-padded to whole tiles: k to a multiple of 32, rows to a multiple of 16; a product
+// with more rows than fit 1 MB of it runs chunk by chunk, each chunk past every panel. Padding rows
 // are computed and dropped: a 17-row product pays for 32, still far ahead of fp32 on this unit.
 //
 // Compiled for AMX and AVX-512 by function attribute: the rest of the binary may be built for a baseline
@@ -29,8 +30,9 @@
 namespace ee::model {
 namespace {
 
-constexpr Eigen::Index kTileK = 32;     // bf16 values of k in one tile row (64 bytes)
-constexpr Eigen::Index kTileRows = 16;  // rows of an A tile, pairs of k of a W tile
+constexpr Eigen::Index kTileK = 32;            // bf16 values of k in one tile row (64 bytes)
+constexpr Eigen::Index kTileRows = 16;         // rows of an A tile, pairs of k of a W tile
+constexpr Eigen::Index kChunkBytes = 1 << 20;  // rounded A per row chunk: half of L2
 
 // Round to nearest even, as torch's float -> bfloat16 conversion and AVX512-BF16's vcvtneps2bf16.
 uint16_t to_bf16(float f) {
@@ -134,31 +136,9 @@ bool cpu_has_amx_bf16() {
   return a & (1u << 5);  // AVX512-BF16, for rounding A
 }
 
-}  // namespace
-
-PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k) {
-  PackedBf16 p{n, k, (k + kTileK - 1) / kTileK * kTileK, {}};
-  const Eigen::Index panels = (n + kPanel - 1) / kPanel;
-  p.data.assign(static_cast<size_t>(panels * kPanel * p.k_padded), 0);
-  for (Eigen::Index col = 0; col < n; ++col) {
-    uint16_t* panel = p.data.data() + (col / kPanel) * kPanel * p.k_padded;
-    for (Eigen::Index kk = 0; kk < k; ++kk) {
-      panel[(kk / 2) * 2 * kPanel + (col % kPanel) * 2 + kk % 2] = to_bf16(w[col * k + kk]);
-    }
-  }
-  return p;
-}
-
-bool bf16_gemm_supported() {
-  // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: Linux refuses tile instructions to a process that has not
-  // asked (the grant covers all its threads).
-  static const bool supported = cpu_has_amx_bf16() && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-  return supported;
-}
-
-void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
-               const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
-  if (m == 0 || c0 >= c1) return;
+// gemm_bf16 on one chunk of rows.
+void product(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
+             const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
   const Eigen::Index kp = b.k_padded, rows = (m + kTileRows - 1) / kTileRows * kTileRows;
   thread_local std::vector<uint16_t, CacheLineAllocator<uint16_t>> rounded;
   if (rounded.size() < static_cast<size_t>(rows * kp)) rounded.resize(static_cast<size_t>(rows * kp));
@@ -184,6 +164,40 @@ void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a,
       store_block(acc, std::min<Eigen::Index>(2 * kTileRows, m - row), width, bias ? bias + col : nullptr,
                   accumulate, c + row * ldc + col, ldc);
     }
+  }
+}
+
+}  // namespace
+
+PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k) {
+  PackedBf16 p{n, k, (k + kTileK - 1) / kTileK * kTileK, {}};
+  const Eigen::Index panels = (n + kPanel - 1) / kPanel;
+  p.data.assign(static_cast<size_t>(panels * kPanel * p.k_padded), 0);
+  for (Eigen::Index col = 0; col < n; ++col) {
+    uint16_t* panel = p.data.data() + (col / kPanel) * kPanel * p.k_padded;
+    for (Eigen::Index kk = 0; kk < k; ++kk) {
+      panel[(kk / 2) * 2 * kPanel + (col % kPanel) * 2 + kk % 2] = to_bf16(w[col * k + kk]);
+    }
+  }
+  return p;
+}
+
+bool bf16_gemm_supported() {
+  // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: Linux refuses tile instructions to a process that has not
+  // asked (the grant covers all its threads).
+  static const bool supported = cpu_has_amx_bf16() && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return supported;
+}
+
+void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
+               const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
+  if (m == 0 || c0 >= c1) return;
+  // Row chunks whose rounded A stays in L2 while every W panel passes it (a BERT-base product at batch 1,
+  // 128 rows, is one chunk); without them a large batch streamed all of A from memory once per panel.
+  const Eigen::Index chunk = std::max<Eigen::Index>(
+      2 * kTileRows, kChunkBytes / (2 * b.k_padded) / (2 * kTileRows) * (2 * kTileRows));
+  for (Eigen::Index r0 = 0; r0 < m; r0 += chunk) {
+    product(std::min(chunk, m - r0), c0, c1, a + r0 * lda, lda, b, bias, accumulate, c + r0 * ldc, ldc);
   }
 }
 

@@ -105,8 +105,8 @@ TEST(FastKernels, PackedGemmMatchesEigenOnEveryTail) {
 }
 
 // The AMX kernel against the same product in double precision on the bf16-rounded operands: what is left
-// is fp32 accumulation only. Shapes cover row counts off the 16-row tile (1, 17, 40), k off the 32-value
-// tile (37), column ranges off and past a panel, bias, residual.
+// is fp32 accumulation only. Shapes cover row counts off the 16-row tile (1, 17, 40), more rows than one
+// chunk, k off the 32-value tile (37), column ranges off and past a panel, bias, residual.
 float round_bf16(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -117,7 +117,7 @@ float round_bf16(float x) {
 
 TEST(FastKernels, Bf16GemmMatchesRoundedOperandsInDouble) {
   if (!bf16_gemm_supported()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or Linux refused it)";
-  for (Eigen::Index m : {1, 16, 17, 40, 128}) {
+  for (Eigen::Index m : {1, 16, 17, 40, 128, 700}) {  // 700 x 768: two row chunks (672 + 28)
     for (Eigen::Index n : {7, 32, 40, 96}) {
       for (Eigen::Index k : {37, 64, 768}) {
         const Matrix a = Matrix::Random(m, k), w = Matrix::Random(n, k), start = Matrix::Random(m, n);
