@@ -19,8 +19,6 @@ void cpu_relax() {
 
 // How long a worker spins for the next phase before it sleeps: phases of one layer follow each other
 // within microseconds, requests may be milliseconds apart.
-// How long a worker spins for the next phase before it sleeps: phases of one layer follow each other
-// within microseconds, requests may be milliseconds apart.
 constexpr auto kSpin = std::chrono::microseconds(100);
 constexpr uint64_t kPartMask = 0xffffffffu;
 
