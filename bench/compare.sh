@@ -116,6 +116,10 @@ for round in $(seq 1 "$rounds"); do
     for batch in 1 8 32; do
       "$build/sim/ee-eval" -m models/fmnist-vit -n "$eval_samples" -b "$batch" -t "$threads" -r max_prob:0.9 \
         -r max_prob:2 --json "$raw/eval.t$threads.b$batch.r$round.json" >/dev/null 2>&1
+      if [ "$bf16" = 1 ]; then
+        "$build/sim/ee-eval" -m models/fmnist-vit -n "$eval_samples" -b "$batch" -t "$threads" -r max_prob:0.9 \
+          --precision bf16 --json "$raw/evalbf16.t$threads.b$batch.r$round.json" >/dev/null 2>&1
+      fi
     done
   done
 

@@ -179,9 +179,9 @@ void layer_bench(benchmark::State& state, const Bench* b, int batch, int threads
 
 // The whole model as a user runs it with exits evaluated but not acted on: embeddings, every layer, every
 // exit head.
-void model_bench(benchmark::State& state, const Bench* b, int batch, int threads) {
+void model_bench(benchmark::State& state, const Bench* b, int batch, int threads, model::Gemm gemm) {
   const Input in = make_input(*b, batch);
-  model::Workspace ws(model::ExecOptions{threads, model::Gemm::packed});
+  model::Workspace ws(model::ExecOptions{threads, gemm});
   const auto& exits = b->model->config().early_exit.exit_layers;
   double flops = 0;
   for (auto _ : state) {
@@ -259,9 +259,16 @@ void register_all() {
         if (big) continue;  // a BERT-base-shaped model is only a layer for us
         const std::string name =
             "model/" + b.name + "/batch:" + std::to_string(batch) + "/threads:" + std::to_string(threads);
-        add_percentiles(benchmark::RegisterBenchmark(name.c_str(), model_bench, &b, batch, threads)
-                            ->Unit(benchmark::kMicrosecond)
-                            ->UseRealTime());
+        add_percentiles(
+            benchmark::RegisterBenchmark(name.c_str(), model_bench, &b, batch, threads, model::Gemm::packed)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime());
+        if (model::bf16_gemm_supported()) {
+          add_percentiles(benchmark::RegisterBenchmark((name + "/bf16").c_str(), model_bench, &b, batch,
+                                                       threads, model::Gemm::bf16)
+                              ->Unit(benchmark::kMicrosecond)
+                              ->UseRealTime());
+        }
       }
     }
   }

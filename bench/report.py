@@ -185,7 +185,7 @@ def main():
     w("")
     bf16_cases = [n for n in sorted(ours) if n.endswith("/bf16")]
     if bf16_cases:
-        w("### Reduced precision: bf16 weight products (one encoder layer)")
+        w("### Reduced precision: bf16 weight products (one encoder layer; the whole model, all exits)")
         w("")
         w("Ours with `Gemm::bf16` (weights rounded to bfloat16 at load, activations per call, fp32 accumulation, "
           "Intel AMX tiles; the attention's products, softmax, LayerNorm and GELU stay fp32) against PyTorch in "
@@ -198,7 +198,7 @@ def main():
         for name in bf16_cases:
             case = name[: -len("/bf16")]
             threads = int(re.search(r"threads:(\d+)", case).group(1))
-            b, f = ours[name], ours.get(case + "/fast")
+            b, f = ours[name], ours.get(case + "/fast", ours.get(case))  # layer cases / model cases
             tb, tb_label = best(bf16_runs, case)
             tf, ort = best(torch_runs, case)[0], best(ort_runs, case)[0]
             r = lambda peer: f"{b['median'] / peer['median_us']:.2f}" if peer else "–"  # noqa: E731
@@ -290,22 +290,26 @@ def main():
         w(f"| {shape.replace('/', ' x ')} | {peak[name]['gflops']:.1f} | {eb:.1f} | {eo:.1f} |" if eb and eo else
           f"| {shape} | {peak[name]['gflops']:.1f} | – | – |")
     w("")
-    evals = {}  # (threads, batch) -> the ee-eval JSON of every round
-    for path in glob.glob(os.path.join(raw, "eval.*.json")):
-        t, b = (int(x) for x in re.findall(r"\d+", os.path.basename(path))[:2])
-        evals.setdefault((t, b), []).append(json.load(open(path)))
+    evals, evals_bf16 = {}, {}  # (threads, batch) -> the ee-eval JSON of every round
+    for pattern, into in (("eval.*.json", evals), ("evalbf16.*.json", evals_bf16)):
+        for path in glob.glob(os.path.join(raw, pattern)):
+            t, b = (int(x) for x in re.findall(r"\d+", os.path.basename(path).split(".", 1)[1])[:2])
+            into.setdefault((t, b), []).append(json.load(open(path)))
     if evals:
         runs = min(len(v) for v in evals.values())
         w("### Batched early exit: throughput (ee-eval, samples/s incl. embedding, first "
           f"{meta['eval_samples']} Fashion-MNIST test images; median of {runs} runs, one per round)")
         w("")
-        w("| threads | batch | exits on (max_prob 0.9): samples/s | mean layers | accuracy | exits off: samples/s | accuracy |")
-        w("|---|---|---|---|---|---|---|")
+        w("| threads | batch | exits on (max_prob 0.9): samples/s | mean layers | accuracy | exits off: samples/s | accuracy "
+          "| exits on, bf16: samples/s | accuracy |")
+        w("|---|---|---|---|---|---|---|---|---|")
         for (t, b), js in sorted(evals.items()):
-            rate = lambda rule: stats([j["rules"][rule]["samples_per_second"] for j in js])[0]  # noqa: E731
+            rate = lambda runs, rule: stats([j["rules"][rule]["samples_per_second"] for j in runs])[0]  # noqa: E731
             on, off = js[0]["rules"][0], js[0]["rules"][1]
-            w(f"| {t} | {b} | {rate(0):,.0f} | {on['mean_layers']:.2f} | {on['accuracy']:.2f} % | "
-              f"{rate(1):,.0f} | {off['accuracy']:.2f} % |")
+            bf = evals_bf16.get((t, b))
+            w(f"| {t} | {b} | {rate(js, 0):,.0f} | {on['mean_layers']:.2f} | {on['accuracy']:.2f} % | "
+              f"{rate(js, 1):,.0f} | {off['accuracy']:.2f} % | "
+              + (f"{rate(bf, 0):,.0f} | {bf[0]['rules'][0]['accuracy']:.2f} % |" if bf else "– | – |"))
         w("")
 
     block = BEGIN + "\n" + "\n".join(L) + "\n" + END
