@@ -84,8 +84,9 @@ run_torch_bf16() {  # label threads dtype: the peers of our Gemm::bf16 (oneDNN; 
   OPENBLAS_NUM_THREADS=1 $py bench/peer_torch.py --threads "$2" --dtype "$3" "${peer[@]}" \
     >"$raw/torch_bf16.$1.r$round.jsonl"
 }
+bench_list=$("$build/bench/engine_bench" "${models[@]}" --benchmark_list_tests)
 bf16=0
-"$build/bench/engine_bench" "${models[@]}" --benchmark_list_tests | grep -q /bf16 && bf16=1
+[[ $bench_list == */bf16* ]] && bf16=1
 for round in $(seq 1 "$rounds"); do
   echo "compare: round $round of $rounds: SGEMM peak"
   "$build/bench/sgemm_peak" "${bench_args[@]}" >"$raw/sgemm.r$round.json"

@@ -75,10 +75,9 @@ def best(runs, case):
 
 
 def predictions(trace_csv):
-    """Every sample's answer at every exit, from an ee-eval --trace file: [[pred_1, pred_2, ...], ...]."""
-    rows = list(csv.reader(open(trace_csv)))
-    columns = [i for i, name in enumerate(rows[0]) if name.startswith("pred_")]
-    return [[r[i] for i in columns] for r in rows[1:]]
+    """Every sample's answer at every exit, from an ee-eval --trace file: [{"1": pred_1, "2": ...}, ...]."""
+    return [{k[len("pred_"):]: v for k, v in row.items() if k.startswith("pred_")}
+            for row in csv.DictReader(open(trace_csv))]
 
 
 def f2(v):
@@ -165,7 +164,7 @@ def main():
             need = 85 if threads == 1 else 80
             pct = 100 * g / pk_b if pk_b else 0
             ok = pct >= need and r_t is not None and r_t <= 0.9
-            w(f"- {case}: {pct:.0f} % of OpenBLAS peak (target >= {need} %), ours/PyTorch "
+            w(f"- {case}: {pct:.1f} % of OpenBLAS peak (target >= {need} %), ours/PyTorch "
               f"{f2(r_t)} (target <= 0.9), ours/ORT {f2(r_o)}: **{'met' if ok else 'missed'}**"
               + (" (the text model's layers are small: see the notes below)" if model == "text" and not ok else ""))
             b = ours.get(f"{case}/bf16")
@@ -174,10 +173,12 @@ def main():
                 r_tb = b["median"] / tb["median_us"] if tb else None
                 r_ob = b["median"] / ort["median_us"] if (ort := best(ort_runs, case)[0]) else None
                 pct_b = 100 * b.get("gflops", 0) / pk_b if pk_b else 0
-                ok_b = pct_b >= need and r_tb is not None and r_tb <= 0.9
-                w(f"  - the same with bf16 weight products (Gemm::bf16, AMX; accuracy below): {pct_b:.0f} % of the "
-                  f"fp32 OpenBLAS peak in effective GFLOP/s, ours/PyTorch {f2(r_tb)} (its best of fp32 and bf16 "
-                  f"settings), ours/ORT {f2(r_ob)} (fp32): **{'met' if ok_b else 'missed'}**")
+                # A percentage of the fp32 peak cannot fail in bf16: the verdict is on the peers alone.
+                ok_b = r_tb is not None and r_tb <= 0.9 and (r_ob is None or r_ob <= 1.0)
+                w(f"  - the same with bf16 weight products (Gemm::bf16, AMX; accuracy below): ours/PyTorch "
+                  f"{f2(r_tb)} (target <= 0.9 against its best of fp32 and bf16 settings), ours/ORT {f2(r_ob)} "
+                  f"(fp32; target <= 1): **{'met' if ok_b else 'missed'}** ({pct_b:.0f} % of the fp32 peak in "
+                  f"effective GFLOP/s, for scale only)")
         if batch == 32 and model in ("vit", "text"):
             ok = (r_o is None or r_o <= 1.0) and (r_t is None or r_t <= 1.0)
             w(f"- {case}: ours/ORT {f2(r_o)}, ours/PyTorch {f2(r_t)} (target: <= 1 against both): "
@@ -187,7 +188,7 @@ def main():
     if bf16_cases:
         w("### Reduced precision: bf16 weight products (one encoder layer; the whole model, all exits)")
         w("")
-        w("Ours with `Gemm::bf16` (weights rounded to bfloat16 at load, activations per call, fp32 accumulation, "
+        w("Ours with `Gemm::bf16` (weights rounded to bfloat16 once, activations per call, fp32 accumulation, "
           "Intel AMX tiles; the attention's products, softmax, LayerNorm and GELU stay fp32) against PyTorch in "
           "bfloat16 (its best of the module cast to bf16 and autocast, oneDNN underneath) and against the fp32 "
           "figures above. ONNX Runtime has no bf16 path here (its CPU MatMul is fp32), so its column is fp32.")
@@ -235,8 +236,8 @@ def main():
                     continue
                 (jf, cf), (jb, cb) = runs["fp32"], runs["bf16"]
                 pf, pb = predictions(cf), predictions(cb)
-                for i, exit_ in enumerate(jf["per_exit_accuracy"]):
-                    changed = sum(a[i] != c[i] for a, c in zip(pf, pb))
+                for exit_ in sorted(jf["per_exit_accuracy"], key=int):
+                    changed = sum(a[exit_] != c[exit_] for a, c in zip(pf, pb))
                     w(f"| {model} ({jf['samples']:,}) | {exit_} | {jf['per_exit_accuracy'][exit_]:.2f} % | "
                       f"{jb['per_exit_accuracy'][exit_]:.2f} % | {changed} |")
                 rf, rb = jf["rules"][0], jb["rules"][0]

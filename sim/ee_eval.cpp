@@ -201,7 +201,9 @@ int main(int argc, char** argv) {
     if (precision == model::Gemm::bf16) {
       std::printf(
           "precision: bf16 weight products%s\n",
-          model::bf16_gemm_supported() ? "" : " requested, but this CPU lacks AMX-BF16: running fp32");
+          model::bf16_gemm_supported()
+              ? ""
+              : " requested, but this CPU lacks AMX-BF16 (or Linux refused it the tiles): running fp32");
     }
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 

@@ -90,14 +90,19 @@ EncoderLayer::EncoderLayer(const Config& c, WeightLoader& w, int index)
       ln2_(layer_norm(w, names_for(c, index).ln2, c.hidden_size, c.layer_norm_eps)) {}
 
 EncoderLayer::Projection::Projection(Linear l) : linear(l) {
-  const auto n = l.weight.rows(), k = l.weight.cols();
-  if (packed_gemm_supported()) packed = pack_weights(l.weight.data(), n, k);
-  if (bf16_gemm_supported()) bf16 = pack_weights_bf16(l.weight.data(), n, k);
+  if (packed_gemm_supported()) packed = pack_weights(l.weight.data(), l.weight.rows(), l.weight.cols());
+}
+
+const PackedBf16& EncoderLayer::Projection::bf16() const {
+  std::call_once(bf16_once_, [this] {
+    bf16_ = pack_weights_bf16(linear.weight.data(), linear.weight.rows(), linear.weight.cols());
+  });
+  return bf16_;
 }
 
 Gemm EncoderLayer::gemm_for(const Workspace& ws) const {
   Gemm g = ws.options().gemm;
-  if (g == Gemm::bf16 && qkv_.bf16.data.empty()) g = Gemm::packed;
+  if (g == Gemm::bf16 && !bf16_gemm_supported()) g = Gemm::packed;
   if (g == Gemm::packed && qkv_.packed.data.empty()) g = Gemm::blas;
   return g;
 }
@@ -106,7 +111,7 @@ void EncoderLayer::Projection::columns(Gemm g, Eigen::Index rows, const float* a
                                        Eigen::Index n, Eigen::Index c0, Eigen::Index c1,
                                        bool accumulate) const {
   if (g == Gemm::bf16) {
-    gemm_bf16(rows, c0, c1, a, k, bf16, linear.bias.data(), accumulate, y, n);
+    gemm_bf16(rows, c0, c1, a, k, bf16(), linear.bias.data(), accumulate, y, n);
   } else if (g == Gemm::packed) {
     gemm_packed(rows, c0, c1, a, k, packed.panels(), linear.bias.data(), accumulate, y, n);
   } else {

@@ -1,6 +1,7 @@
 #pragma once
 // One transformer encoder layer: multi-head self-attention + GELU feed-forward + two LayerNorms, either
 // post-LN (BERT: ln1(x + attn(x)), ln2(x + ffn(x))) or pre-LN (ViT: x + attn(ln1(x)), x + ffn(ln2(x))).
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -58,16 +59,22 @@ class EncoderLayer {
   void attention_heads(const Slice& s, const float* in, Workspace& ws, Eigen::Index first, Eigen::Index last,
                        int scratch, bool project) const;
   // A weight product of the fast path, in every form its kernels read: the file's weights (blas, eigen),
-  // packed for gemm_packed, rounded and packed for gemm_bf16 (each empty where the CPU cannot run it: the
-  // private copies take up to 2.5 times the file's size in memory).
+  // packed for gemm_packed at load (empty where the CPU cannot run it: a private copy the size of the
+  // weights), and rounded and packed for gemm_bf16 on the first bf16 product (half that size more), so a
+  // model that only ever runs fp32 carries no bf16 copy. The bf16 copy is a cache filled once under
+  // std::call_once, safe from concurrent callers; the model stays logically immutable.
   struct Projection {
     Linear linear;
     PackedWeights packed;
-    PackedBf16 bf16;
-    Projection(Linear l);
+    explicit Projection(Linear l);
+    const PackedBf16& bf16() const;
     // Columns [c0, c1) of y (row stride n) = a W^T + b (+ y if accumulate), a with row stride k.
     void columns(Gemm g, Eigen::Index rows, const float* a, Eigen::Index k, float* y, Eigen::Index n,
                  Eigen::Index c0, Eigen::Index c1, bool accumulate) const;
+
+   private:
+    mutable std::once_flag bf16_once_;
+    mutable PackedBf16 bf16_;
   };
   void attention_reference(const ConstRef& x, const Hidden& h, Workspace& ws, Ref out) const;
   void feed_forward_reference(const ConstRef& x, Workspace& ws, Ref out) const;

@@ -1,10 +1,10 @@
-// gemm_bf16 (ops.hpp): C = A W^T + bias (+ C) on Intel AMX tiles, W rounded to bfloat16 once at load, A
-// rounded on every call, products accumulated in fp32 inside the tile unit. One step multiplies a 32-row
-// block of A by a 32-column panel of W: two A tiles (16 rows x 32 k each) and two W tiles (16 pairs of k x
-// 16 columns, AMX's "VNNI" layout: the two k values of a pair side by side) into four fp32 accumulator
-// tiles, 32 values of k per step over the whole of k. A W panel (k/2 x 128 bytes, 192 KB at k = 3072) stays
-// in L2 while the row blocks of A stream past it, as in gemm_packed, and the next panel is prefetched into
-// L2 meanwhile, a few lines per step (else each panel's first row block waits on memory). The
+// gemm_bf16 (ops.hpp): C = A W^T + bias (+ C) on Intel AMX tiles, W rounded to bfloat16 once
+// (pack_weights_bf16), A rounded on every call, products accumulated in fp32 inside the tile unit. One step
+// multiplies a 32-row block of A by a 32-column panel of W: two A tiles (16 rows x 32 k each) and two W tiles
+// (16 pairs of k x 16 columns, AMX's "VNNI" layout: the two k values of a pair side by side) into four fp32
+// accumulator tiles, 32 values of k per step over the whole of k. A W panel (k/2 x 128 bytes, 192 KB at k =
+// 3072) stays in L2 while the row blocks of A stream past it, as in gemm_packed, and the next panel is
+// prefetched into L2 meanwhile, a few lines per step (else each panel's first row block waits on memory). The
 // accumulators go through a 4 KB buffer on the stack, where bias and residual are added on the way to C
 // (a tile cannot add a vector).
 //
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <vector>
 
@@ -34,7 +35,8 @@ constexpr Eigen::Index kTileK = 32;            // bf16 values of k in one tile r
 constexpr Eigen::Index kTileRows = 16;         // rows of an A tile, pairs of k of a W tile
 constexpr Eigen::Index kChunkBytes = 1 << 20;  // rounded A per row chunk: half of L2
 
-// Round to nearest even, as torch's float -> bfloat16 conversion and AVX512-BF16's vcvtneps2bf16.
+// Round to nearest even, as torch's float -> bfloat16 conversion and AVX512-BF16's vcvtneps2bf16 (which
+// also flushes denormals to zero; the tile multiply ignores denormal inputs either way).
 uint16_t to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -140,8 +142,11 @@ bool cpu_has_amx_bf16() {
 void product(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
              const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
   const Eigen::Index kp = b.k_padded, rows = (m + kTileRows - 1) / kTileRows * kTileRows;
+  // Sized for the largest chunk at once: any thread of the pool may get any product, so growing to the
+  // sizes one thread happened to see would allocate again whenever it gets a larger one.
   thread_local std::vector<uint16_t, CacheLineAllocator<uint16_t>> rounded;
-  if (rounded.size() < static_cast<size_t>(rows * kp)) rounded.resize(static_cast<size_t>(rows * kp));
+  const auto needed = static_cast<size_t>(std::max(rows * kp, kChunkBytes / 2));
+  if (rounded.size() < needed) rounded.resize(needed);
   round_rows(a, lda, m, b.k, rows, kp, rounded.data());
   load_tile_config();
   alignas(64) float acc[32 * 32];
@@ -185,12 +190,15 @@ PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k) {
 bool bf16_gemm_supported() {
   // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: Linux refuses tile instructions to a process that has not
   // asked (the grant covers all its threads).
-  static const bool supported = cpu_has_amx_bf16() && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  // packed_gemm_supported() also says the OS saves AVX-512 state (the attention stays on that kernel).
+  static const bool supported =
+      packed_gemm_supported() && cpu_has_amx_bf16() && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
   return supported;
 }
 
 void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
                const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
+  assert(c0 % kPanel == 0 && b.k > 0);
   if (m == 0 || c0 >= c1) return;
   // Row chunks whose rounded A stays in L2 while every W panel passes it (a BERT-base product at batch 1,
   // 128 rows, is one chunk); without them a large batch streamed all of A from memory once per panel.

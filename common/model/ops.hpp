@@ -48,7 +48,7 @@ void softmax_rows(Ref x);
 // products, so on the engine's small shapes packed is the faster by far (bench/RESULTS.md, ablation). blas:
 // OpenBLAS. eigen: Eigen's own GEMM. Where the CPU lacks AVX-512F, packed runs as blas. The attention's
 // per-head products follow the same choice: packed runs them on the same kernel (keys and values packed per
-// call). bench/RESULTS.md has the ablation. bf16: weights rounded to bfloat16 at load, activations on every
+// call). bench/RESULTS.md has the ablation. bf16: weights rounded to bfloat16 once, activations on every
 // call, fp32 accumulation, on Intel AMX tiles (gemm_bf16): a reduced-precision choice, never the default;
 // the attention's products stay fp32 (packed). Where the CPU lacks AMX-BF16, bf16 runs as packed.
 enum class Gemm { packed, blas, eigen, bf16 };

@@ -106,7 +106,8 @@ TEST(FastKernels, PackedGemmMatchesEigenOnEveryTail) {
 
 // The AMX kernel against the same product in double precision on the bf16-rounded operands: what is left
 // is fp32 accumulation only. Shapes cover row counts off the 16-row tile (1, 17, 40), more rows than one
-// chunk, k off the 32-value tile (37), column ranges off and past a panel, bias, residual.
+// chunk, k off the 32-value tile (37), column ranges starting or ending on an inner panel, A with a row
+// stride wider than k, bias, residual.
 float round_bf16(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -140,6 +141,14 @@ TEST(FastKernels, Bf16GemmMatchesRoundedOperandsInDouble) {
           EXPECT_LE(
               (c.rightCols(n - kPanel).cast<double>() - exact.rightCols(n - kPanel)).cwiseAbs().maxCoeff(),
               2e-7 * k);
+          // ... and one ending on the first panel leaves the rest untouched; A read with a wider row stride.
+          Matrix wide = Matrix::Zero(m, k + 3);
+          wide.leftCols(k) = a;
+          c = start;
+          gemm_bf16(m, 0, kPanel, wide.data(), k + 3, p, nullptr, false, c.data(), n);
+          EXPECT_EQ(c.rightCols(n - kPanel), start.rightCols(n - kPanel));
+          EXPECT_LE((c.leftCols(kPanel).cast<double>() - exact.leftCols(kPanel)).cwiseAbs().maxCoeff(),
+                    2e-7 * k);
         }
       }
     }

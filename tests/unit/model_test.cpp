@@ -62,13 +62,15 @@ TEST_F(VitGolden, EveryLayerAndExitMatchesPyTorch) {
 
 // Reduced precision (Gemm::bf16: the weight products' operands rounded to bfloat16, 8 significant bits)
 // against PyTorch's fp32: close to it at every layer (0.2-0.5 % here), and the same answer from every exit
-// for every sample.
+// for every sample; and measurably not fp32 (a silent fallback to fp32 would pass the rest).
 TEST_F(VitGolden, Bf16StaysCloseToPyTorchAndGivesItsAnswers) {
   if (!bf16_gemm_supported()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or Linux refused it)";
   Workspace bf16(ExecOptions{1, Gemm::bf16});
-  Hidden h = model->embed_images(pixels, batch);
+  Hidden h = model->embed_images(pixels, batch), fp32 = h;
   for (int layer = 1; layer <= model->num_layers(); ++layer) {
     model->run_layers(h, layer, bf16);
+    model->run_layers(fp32, layer, ws);
+    EXPECT_GE(relative_error(h.x, fp32.x), 1e-4) << "bf16 ran as fp32 at layer " << layer;
     const Matrix logits = model->exit_logits(h, layer, bf16), want = golden_logits(layer);
     EXPECT_LE(relative_error(h.x, golden_hidden(layer)), 1e-2) << "hidden state after layer " << layer;
     EXPECT_LE(relative_error(logits, want), 1e-2) << "exit " << layer;
