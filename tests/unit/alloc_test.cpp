@@ -93,7 +93,7 @@ TEST(Allocations, NonePerLayerInSteadyStateOnTheVit) {
   }
 }
 
-TEST(Allocations, NoneForSmallerBatchesOrWithEigenGemm) {
+TEST(Allocations, NoneForSmallerBatchesWithEveryKernel) {
   const std::filesystem::path dir = ee::testing::random_bert(128, 4, 512, 2, 48, 100);
   const auto model = MultiExitModel::load(dir);
   TokenBatch big;
