@@ -92,6 +92,11 @@ def cell(r):
     return f"{fmt_us(r['median_us'])} ({fmt_us(r['p10_us'])}–{fmt_us(r['p90_us'])})" if r else "–"
 
 
+def as_peer(o):
+    """One of our gbench() results in the peers' form (median_us, p10_us, p90_us), or None."""
+    return {"median_us": o["median"], "p10_us": o["p10"], "p90_us": o["p90"]} if o else None
+
+
 def main():
     raw, results = sys.argv[1], sys.argv[2]
     meta = json.load(open(os.path.join(raw, "meta.json")))
@@ -138,7 +143,7 @@ def main():
         kind, model, batch, threads = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
         case = f"{kind}/{model}/batch:{batch}/threads:{threads}"
         o = ours[name]
-        r_ours = {"median_us": o["median"], "p10_us": o["p10"], "p90_us": o["p90"]}
+        r_ours = as_peer(o)
         ort, ort_label = best(ort_runs, case)
         tor, tor_label = best(torch_runs, case)
         g = o.get("gflops", 0)
@@ -204,8 +209,7 @@ def main():
             tf, ort = best(torch_runs, case)[0], best(ort_runs, case)[0]
             r = lambda peer: f"{b['median'] / peer['median_us']:.2f}" if peer else "–"  # noqa: E731
             pk = peaks.get(("openblas", threads))
-            as_cell = lambda o: cell({"median_us": o["median"], "p10_us": o["p10"], "p90_us": o["p90"]}) if o else "–"  # noqa: E731
-            w(f"| {case} | {as_cell(f)} | {as_cell(b)} | {cell(tb) + (f' [{tb_label}]' if tb else '')} | {r(tb)} | "
+            w(f"| {case} | {cell(as_peer(f))} | {cell(as_peer(b))} | {cell(tb) + (f' [{tb_label}]' if tb else '')} | {r(tb)} | "
               f"{r(tf)} | {r(ort)} | {b.get('gflops', 0):.0f} | "
               + (f"{b.get('gflops', 0) / pk:.2f}" if pk else "–") + " |")
         w("")

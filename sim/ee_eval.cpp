@@ -183,6 +183,8 @@ int main(int argc, char** argv) {
                  "also write every exit on every sample as an exit trace CSV (ee-replay input)");
   CLI11_PARSE(app, argc, argv);
   const model::Gemm precision = precision_name == "bf16" ? model::Gemm::bf16 : model::Gemm::packed;
+  // What the products will really run in: bf16 falls back to fp32 where the CPU cannot run it.
+  const bool bf16 = precision == model::Gemm::bf16 && model::bf16_gemm_supported();
 
   try {
     std::vector<exits::ExitRule> parsed;
@@ -201,9 +203,8 @@ int main(int argc, char** argv) {
     if (precision == model::Gemm::bf16) {
       std::printf(
           "precision: bf16 weight products%s\n",
-          model::bf16_gemm_supported()
-              ? ""
-              : " requested, but this CPU lacks AMX-BF16 (or Linux refused it the tiles): running fp32");
+          bf16 ? ""
+               : " requested, but this CPU lacks AMX-BF16 (or Linux refused it the tiles): running fp32");
     }
     if (data.size() == 0) throw std::runtime_error("the dataset is empty");
 
@@ -216,7 +217,7 @@ int main(int argc, char** argv) {
                                         model::ExecOptions{threads, precision}));
     }
     nlohmann::json j = report(*model, data, all, runs);
-    j["precision"] = precision == model::Gemm::bf16 && model::bf16_gemm_supported() ? "bf16" : "fp32";
+    j["precision"] = bf16 ? "bf16" : "fp32";
     if (!json_out.empty()) {
       std::ofstream(json_out) << j.dump(2) << "\n";
     }

@@ -62,9 +62,7 @@ __attribute__((target("avx512f,avx512bf16"))) void round_rows(const float* a, Ei
   for (Eigen::Index r = 0; r < rows; ++r) {
     uint16_t* to = out + (r / kTileRows) * kTileRows * kp + (r % kTileRows) * kTileK;
     for (Eigen::Index kk = 0; kk < kp; kk += 16) {
-      const Eigen::Index left = r < m ? k - kk : 0;
-      const auto mask = static_cast<__mmask16>(left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0);
-      const __m512 x = _mm512_maskz_loadu_ps(mask, a + r * lda + kk);
+      const __m512 x = _mm512_maskz_loadu_ps(lane_mask(r < m ? k - kk : 0), a + r * lda + kk);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(to + (kk / kTileK) * kTileRows * kTileK + kk % kTileK),
                           reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
     }
@@ -76,9 +74,8 @@ __attribute__((target("avx512f"))) void store_block(const float* acc, Eigen::Ind
                                                     const float* bias, bool accumulate, float* c,
                                                     Eigen::Index ldc) {
   for (Eigen::Index half = 0; half < 32; half += 16) {
-    const Eigen::Index left = width - half;
-    if (left <= 0) break;
-    const auto mask = static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1);
+    if (width <= half) break;
+    const __mmask16 mask = lane_mask(width - half);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + half) : _mm512_setzero_ps();
     for (Eigen::Index r = 0; r < rows; ++r) {
       __m512 v = _mm512_add_ps(_mm512_loadu_ps(acc + r * 32 + half), b);
@@ -188,9 +185,9 @@ PackedBf16 pack_weights_bf16(const float* w, Eigen::Index n, Eigen::Index k) {
 }
 
 bool bf16_gemm_supported() {
+  // packed_gemm_supported() also says the OS saves AVX-512 state (the attention stays on that kernel).
   // ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: Linux refuses tile instructions to a process that has not
   // asked (the grant covers all its threads).
-  // packed_gemm_supported() also says the OS saves AVX-512 state (the attention stays on that kernel).
   static const bool supported =
       packed_gemm_supported() && cpu_has_amx_bf16() && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
   return supported;

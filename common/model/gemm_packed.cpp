@@ -60,11 +60,6 @@ constexpr MicroKernel kKernels[kRows + 1] = {
     micro_kernel<5>,  micro_kernel<6>,  micro_kernel<7>, micro_kernel<8>, micro_kernel<9>,
     micro_kernel<10>, micro_kernel<11>, micro_kernel<12>};
 
-__mmask16 lanes(Eigen::Index n) {
-  return n >= 16 ? static_cast<__mmask16>(0xffff)
-                 : static_cast<__mmask16>((1u << std::max<Eigen::Index>(n, 0)) - 1);
-}
-
 }  // namespace
 
 Panels pack_rows(const float* w, Eigen::Index n, Eigen::Index k, Eigen::Index ldw, float* out) {
@@ -100,7 +95,7 @@ void gemm_packed(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* 
                  const Panels& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc) {
   for (Eigen::Index col = c0; col < c1; col += kPanel) {
     const Eigen::Index width = std::min(kPanel, c1 - col);
-    const __mmask16 mask0 = lanes(width), mask1 = lanes(width - 16);
+    const __mmask16 mask0 = lane_mask(width), mask1 = lane_mask(width - 16);
     const float* panel = b.data + col * b.k;
     const float* panel_bias = bias ? bias + col : nullptr;
     for (Eigen::Index row = 0; row < m; row += kRows) {

@@ -67,6 +67,11 @@ struct Panels {
   const float* data;
   Eigen::Index k;
 };
+// The mask of the first n lanes of a 16-float AVX-512 vector (n clamped to [0, 16]): the kernels' column
+// and k tails.
+constexpr uint16_t lane_mask(Eigen::Index n) {
+  return n >= 16 ? uint16_t{0xffff} : n <= 0 ? uint16_t{0} : static_cast<uint16_t>((1u << n) - 1);
+}
 // Floats a packed n-column B with k rows takes: whole panels.
 constexpr Eigen::Index packed_size(Eigen::Index n, Eigen::Index k) {
   return (n + kPanel - 1) / kPanel * kPanel * k;
