@@ -19,8 +19,9 @@ void eigen_use_blas_layer_gemm(benchmark::State& state) {
     y.noalias() = x * w.transpose();
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()),
-                                                benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 void layer_shapes(benchmark::internal::Benchmark* b) {

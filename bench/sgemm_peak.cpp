@@ -15,8 +15,8 @@ using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 constexpr int kSize = 2048;
 
 void flops_counter(benchmark::State& state, double m, double n, double k) {
-  state.counters["GFLOPS"] =
-      benchmark::Counter(2.0 * m * n * k * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * m * n * k * static_cast<double>(state.iterations()),
+                                                benchmark::Counter::kIsRate);
 }
 
 void openblas(benchmark::State& state) {
@@ -25,8 +25,8 @@ void openblas(benchmark::State& state) {
   const Matrix a = Matrix::Random(kSize, kSize), b = Matrix::Random(kSize, kSize);
   Matrix c(kSize, kSize);
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kSize, kSize, kSize, 1.0f, a.data(), kSize, b.data(),
-                kSize, 0.0f, c.data(), kSize);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kSize, kSize, kSize, 1.0f, a.data(), kSize,
+                b.data(), kSize, 0.0f, c.data(), kSize);
     benchmark::DoNotOptimize(c.data());
   }
   flops_counter(state, kSize, kSize, kSize);
@@ -65,8 +65,9 @@ void openblas_layer_gemm(benchmark::State& state) {
   const Matrix x = Matrix::Random(m, k), w = Matrix::Random(n, k);
   Matrix y(m, n);
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-                1.0f, x.data(), static_cast<int>(k), w.data(), static_cast<int>(k), 0.0f, y.data(), static_cast<int>(n));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, x.data(), static_cast<int>(k), w.data(), static_cast<int>(k), 0.0f,
+                y.data(), static_cast<int>(n));
     benchmark::DoNotOptimize(y.data());
   }
   flops_counter(state, static_cast<double>(m), static_cast<double>(n), static_cast<double>(k));

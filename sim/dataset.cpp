@@ -30,8 +30,8 @@ Idx parse_idx(const std::filesystem::path& path, int expected_dims) {
   idx.bytes = read_maybe_gzip(path);
   const auto& b = idx.bytes;
   if (b.size() < 4 || b[0] != 0 || b[1] != 0 || b[2] != 0x08 || b[3] != expected_dims) {
-    throw DatasetError(path.string() + ": not an unsigned-byte IDX file with " + std::to_string(expected_dims) +
-                       " dimensions");
+    throw DatasetError(path.string() + ": not an unsigned-byte IDX file with " +
+                       std::to_string(expected_dims) + " dimensions");
   }
   idx.data_offset = 4 + 4 * static_cast<size_t>(expected_dims);
   if (b.size() < idx.data_offset) throw DatasetError(path.string() + ": truncated header");
@@ -42,8 +42,8 @@ Idx parse_idx(const std::filesystem::path& path, int expected_dims) {
     total *= idx.dims.back();
   }
   if (b.size() - idx.data_offset != total) {
-    throw DatasetError(path.string() + ": header promises " + std::to_string(total) + " bytes of data, file has " +
-                       std::to_string(b.size() - idx.data_offset));
+    throw DatasetError(path.string() + ": header promises " + std::to_string(total) +
+                       " bytes of data, file has " + std::to_string(b.size() - idx.data_offset));
   }
   return idx;
 }
@@ -53,8 +53,8 @@ Idx parse_idx(const std::filesystem::path& path, int expected_dims) {
 ImageDataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels) {
   const Idx im = parse_idx(images, 3), lb = parse_idx(labels, 1);
   if (im.dims[0] != lb.dims[0]) {
-    throw DatasetError(images.string() + " has " + std::to_string(im.dims[0]) + " images but " + labels.string() +
-                       " has " + std::to_string(lb.dims[0]) + " labels");
+    throw DatasetError(images.string() + " has " + std::to_string(im.dims[0]) + " images but " +
+                       labels.string() + " has " + std::to_string(lb.dims[0]) + " labels");
   }
   ImageDataset ds;
   ds.count = static_cast<int>(im.dims[0]);

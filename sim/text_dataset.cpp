@@ -10,7 +10,8 @@
 
 namespace ee::sim {
 
-TextDataset load_jsonl(const std::filesystem::path& path, const std::vector<std::string>& label_names, int limit) {
+TextDataset load_jsonl(const std::filesystem::path& path, const std::vector<std::string>& label_names,
+                       int limit) {
   std::ifstream in(path);
   if (!in) throw DatasetError("cannot open " + path.string());
   TextDataset ds;
@@ -32,7 +33,8 @@ TextDataset load_jsonl(const std::filesystem::path& path, const std::vector<std:
     }
     const auto label = j["label"].get<std::string>();
     const auto it = std::find(label_names.begin(), label_names.end(), label);
-    if (it == label_names.end()) throw DatasetError(where + ": label '" + label + "' is not one of the model's labels");
+    if (it == label_names.end())
+      throw DatasetError(where + ": label '" + label + "' is not one of the model's labels");
     ds.texts.push_back(j["text"].get<std::string>());
     ds.labels.push_back(static_cast<int>(it - label_names.begin()));
     const bool has_group = j.contains("group") && j["group"].is_string();

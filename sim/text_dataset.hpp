@@ -19,7 +19,8 @@ struct TextDataset {
 
 // `label_names`: the model's labels (config early_exit.labels). Throws DatasetError naming the file and
 // line of a malformed record or an unknown label. limit > 0 stops after that many records.
-TextDataset load_jsonl(const std::filesystem::path& path, const std::vector<std::string>& label_names, int limit = 0);
+TextDataset load_jsonl(const std::filesystem::path& path, const std::vector<std::string>& label_names,
+                       int limit = 0);
 
 // The dataset as the evaluators see it: texts tokenized once with <model_dir>/vocab.txt (checked against
 // the model's config), padded per batch and embedded on demand. `model` must outlive the result.

@@ -34,7 +34,8 @@ Confidence confidence(std::span<const float> logits) {
 ExitRule ExitRule::parse(std::string_view spec) {
   const auto colon = spec.find(':');
   if (colon == std::string_view::npos) {
-    throw std::invalid_argument("exit rule '" + std::string(spec) + "' is not measure:threshold (e.g. max_prob:0.9)");
+    throw std::invalid_argument("exit rule '" + std::string(spec) +
+                                "' is not measure:threshold (e.g. max_prob:0.9)");
   }
   const std::string_view name = spec.substr(0, colon), value = spec.substr(colon + 1);
   ExitRule rule;
@@ -68,7 +69,8 @@ std::string ExitRule::str() const {
   static const char* names[] = {"max_prob", "entropy", "margin", "patience"};
   char buf[32];
   const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, threshold);
-  return std::string(names[static_cast<int>(measure)]) + ":" + std::string(buf, ec == std::errc() ? end : buf);
+  return std::string(names[static_cast<int>(measure)]) + ":" +
+         std::string(buf, ec == std::errc() ? end : buf);
 }
 
 bool ExitDecider::should_exit(const Confidence& c) {

@@ -10,10 +10,10 @@
 namespace ee::exits {
 
 struct Confidence {
-  int label = -1;        // argmax
-  float max_prob = 0;    // largest softmax probability
-  float entropy = 0;     // of the softmax distribution, in nats
-  float margin = 0;      // largest minus second-largest probability
+  int label = -1;      // argmax
+  float max_prob = 0;  // largest softmax probability
+  float entropy = 0;   // of the softmax distribution, in nats
+  float margin = 0;    // largest minus second-largest probability
 };
 
 // From one sample's logits. Throws std::invalid_argument on fewer than two classes or non-finite logits.

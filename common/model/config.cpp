@@ -44,11 +44,12 @@ Config Config::parse(const nlohmann::json& j) {
   c.intermediate_size = field<int>(j, "intermediate_size");
   c.layer_norm_eps = field<float>(j, "layer_norm_eps");
   c.hidden_act = j.value("hidden_act", std::string("gelu"));
-  require(c.hidden_size > 0 && c.num_hidden_layers > 0 && c.num_attention_heads > 0 && c.intermediate_size > 0,
-          "hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive");
-  require(c.hidden_size % c.num_attention_heads == 0,
-          "hidden_size " + std::to_string(c.hidden_size) + " is not divisible by num_attention_heads " +
-              std::to_string(c.num_attention_heads));
+  require(
+      c.hidden_size > 0 && c.num_hidden_layers > 0 && c.num_attention_heads > 0 && c.intermediate_size > 0,
+      "hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive");
+  require(c.hidden_size % c.num_attention_heads == 0, "hidden_size " + std::to_string(c.hidden_size) +
+                                                          " is not divisible by num_attention_heads " +
+                                                          std::to_string(c.num_attention_heads));
   require(c.layer_norm_eps > 0, "layer_norm_eps must be positive");
   require(c.hidden_act == "gelu", "hidden_act '" + c.hidden_act + "' is not supported (gelu)");
 
@@ -87,8 +88,9 @@ Config Config::parse(const nlohmann::json& j) {
     throw ModelError("config.json: early_exit.head '" + head + "' is not supported (layernorm, pooler)");
   }
   const auto& layers = c.early_exit.exit_layers;
-  require(!layers.empty() && layers.back() == c.num_hidden_layers,
-          "early_exit.exit_layers must end with the last layer (" + std::to_string(c.num_hidden_layers) + ")");
+  require(
+      !layers.empty() && layers.back() == c.num_hidden_layers,
+      "early_exit.exit_layers must end with the last layer (" + std::to_string(c.num_hidden_layers) + ")");
   for (size_t i = 0; i < layers.size(); ++i) {
     require(layers[i] >= 1 && layers[i] <= c.num_hidden_layers && (i == 0 || layers[i] > layers[i - 1]),
             "early_exit.exit_layers must be ascending layer numbers in 1.." +

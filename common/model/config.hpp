@@ -1,11 +1,10 @@
 #pragma once
 // config.json: HuggingFace-style model hyper-parameters plus eesplit's `early_exit` block.
 #include <filesystem>
+#include <nlohmann/json_fwd.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace ee::model {
 

@@ -45,7 +45,8 @@ Hidden Embeddings::images(std::span<const uint8_t> pixels, int batch) const {
           const float mean = config_.image_mean[c], std = config_.image_std[c];
           for (int y = 0; y < p; ++y) {
             for (int x = 0; x < p; ++x) {
-              const uint8_t v = pixels[b * per_image + (static_cast<size_t>(c) * s + py * p + y) * s + px * p + x];
+              const uint8_t v =
+                  pixels[b * per_image + (static_cast<size_t>(c) * s + py * p + y) * s + px * p + x];
               *out++ = (static_cast<float>(v) / 255.0f - mean) / std;
             }
           }
@@ -92,8 +93,9 @@ Hidden Embeddings::tokens(const TokenBatch& t) const {
       throw ModelError("token type id " + std::to_string(type) + " is outside 0.." +
                        std::to_string(config_.type_vocab_size - 1));
     }
-    h.x.row(static_cast<Eigen::Index>(i)) =
-        token_->word.row(id) + token_->position.row(static_cast<Eigen::Index>(i % t.tokens)) + token_->type.row(type);
+    h.x.row(static_cast<Eigen::Index>(i)) = token_->word.row(id) +
+                                            token_->position.row(static_cast<Eigen::Index>(i % t.tokens)) +
+                                            token_->type.row(type);
   }
   for (int len : h.lengths) {
     if (len < 1 || len > t.tokens) {

@@ -9,12 +9,13 @@
 namespace ee::model {
 
 ExitHead::ExitHead(const Config& c, WeightLoader& w, int layer)
-    : classifier_{w.get("exits." + std::to_string(layer) + ".classifier.weight", {c.num_labels(), c.hidden_size}),
-                  w.vec("exits." + std::to_string(layer) + ".classifier.bias", c.num_labels())} {
+    : classifier_{
+          w.get("exits." + std::to_string(layer) + ".classifier.weight", {c.num_labels(), c.hidden_size}),
+          w.vec("exits." + std::to_string(layer) + ".classifier.bias", c.num_labels())} {
   const std::string p = "exits." + std::to_string(layer) + ".";
   if (c.early_exit.head == ExitHeadKind::layernorm) {
-    norm_.emplace(LayerNorm{w.vec(p + "layernorm.weight", c.hidden_size), w.vec(p + "layernorm.bias", c.hidden_size),
-                            c.layer_norm_eps});
+    norm_.emplace(LayerNorm{w.vec(p + "layernorm.weight", c.hidden_size),
+                            w.vec(p + "layernorm.bias", c.hidden_size), c.layer_norm_eps});
   } else {
     pooler_.emplace(Linear{w.get(p + "pooler.dense.weight", {c.hidden_size, c.hidden_size}),
                            w.vec(p + "pooler.dense.bias", c.hidden_size)});

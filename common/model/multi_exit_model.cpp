@@ -25,7 +25,8 @@ std::string sha256_hex(std::span<const std::byte> a, std::span<const std::byte> 
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), a.data(), a.size()) != 1 || EVP_DigestUpdate(ctx.get(), b.data(), b.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), a.data(), a.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), b.data(), b.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
     throw ModelError("SHA-256 of the model files failed");
   }
@@ -68,7 +69,9 @@ Hidden MultiExitModel::embed_images(std::span<const uint8_t> pixels, int batch) 
   return embeddings_->images(pixels, batch);
 }
 
-Hidden MultiExitModel::embed_tokens(const TokenBatch& tokens) const { return embeddings_->tokens(tokens); }
+Hidden MultiExitModel::embed_tokens(const TokenBatch& tokens) const {
+  return embeddings_->tokens(tokens);
+}
 
 bool MultiExitModel::has_exit(int layer) const {
   return layer >= 1 && layer <= num_layers() && exits_[layer] != nullptr;
@@ -76,10 +79,11 @@ bool MultiExitModel::has_exit(int layer) const {
 
 void MultiExitModel::run_layers(Hidden& h, int to_layer, Workspace& ws) const {
   if (to_layer < h.depth || to_layer > num_layers()) {
-    throw ModelError("cannot run from depth " + std::to_string(h.depth) + " to layer " + std::to_string(to_layer) +
-                     " of a " + std::to_string(num_layers()) + "-layer model");
+    throw ModelError("cannot run from depth " + std::to_string(h.depth) + " to layer " +
+                     std::to_string(to_layer) + " of a " + std::to_string(num_layers()) + "-layer model");
   }
-  if (h.x.cols() != config_.hidden_size || h.tokens <= 0 || h.x.rows() != static_cast<Eigen::Index>(h.batch()) * h.tokens) {
+  if (h.x.cols() != config_.hidden_size || h.tokens <= 0 ||
+      h.x.rows() != static_cast<Eigen::Index>(h.batch()) * h.tokens) {
     throw ModelError("hidden state of " + std::to_string(h.x.rows()) + " x " + std::to_string(h.x.cols()) +
                      " does not match batch " + std::to_string(h.batch()) + " x " + std::to_string(h.tokens) +
                      " tokens x " + std::to_string(config_.hidden_size));

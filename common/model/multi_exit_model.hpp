@@ -23,10 +23,10 @@ class Workspace;
 
 // Token ids for a batch of text inputs, padded to one length (filled by the tokenizer in common/text).
 struct TokenBatch {
-  int tokens = 0;                    // padded length of every sample
-  std::vector<int32_t> input_ids;    // batch * tokens
+  int tokens = 0;                       // padded length of every sample
+  std::vector<int32_t> input_ids;       // batch * tokens
   std::vector<int32_t> token_type_ids;  // batch * tokens (all 0 for single sentences)
-  std::vector<int> lengths;          // real tokens per sample
+  std::vector<int> lengths;             // real tokens per sample
   int batch() const { return static_cast<int>(lengths.size()); }
 };
 
@@ -34,7 +34,8 @@ class MultiExitModel {
  public:
   // Loads <dir>/config.json and <dir>/model.safetensors; throws ModelError naming the bad file/tensor.
   static std::shared_ptr<const MultiExitModel> load(const std::filesystem::path& dir);
-  // Builds the model from an opened weights file; throws ModelError on any missing, extra or misshapen tensor.
+  // Builds the model from an opened weights file; throws ModelError on any missing, extra or misshapen
+  // tensor.
   MultiExitModel(Config config, std::shared_ptr<const SafeTensors> weights, std::string hash);
   ~MultiExitModel();
   MultiExitModel(const MultiExitModel&) = delete;
@@ -64,7 +65,7 @@ class MultiExitModel {
   std::string hash_;
   std::unique_ptr<Embeddings> embeddings_;
   std::vector<std::unique_ptr<EncoderLayer>> layers_;  // layer i (1-based) at [i - 1]
-  std::vector<std::unique_ptr<ExitHead>> exits_;  // indexed by layer (1..L); null where no exit
+  std::vector<std::unique_ptr<ExitHead>> exits_;       // indexed by layer (1..L); null where no exit
 };
 
 }  // namespace ee::model

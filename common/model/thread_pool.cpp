@@ -66,14 +66,16 @@ void ThreadPool::dispatch(Task task, void* ctx) {
   // Parts still running elsewhere finish within the phase's own time, so spin; yield if one of their
   // threads was descheduled.
   const int parts = size();
-  while (!spin_until([&] { return done_.load(std::memory_order_acquire) == parts; })) std::this_thread::yield();
+  while (!spin_until([&] { return done_.load(std::memory_order_acquire) == parts; }))
+    std::this_thread::yield();
 }
 
 void ThreadPool::run_parts() {
   const uint64_t parts = static_cast<uint64_t>(size());
   uint64_t cur = next_.load(std::memory_order_acquire);
   while ((cur & kPartMask) < parts) {
-    if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      continue;
     // The part is ours and its dispatch cannot end before done_ counts it, so task_ and ctx_ are its own.
     task_(ctx_, static_cast<int>(cur & kPartMask));
     done_.fetch_add(1, std::memory_order_release);

@@ -7,17 +7,21 @@ namespace ee::sched {
 
 namespace {
 void check_layers(int num_layers, const char* model) {
-  if (num_layers < 1) throw SchedError(std::string(model) + ": num_layers " + std::to_string(num_layers) + " < 1");
+  if (num_layers < 1)
+    throw SchedError(std::string(model) + ": num_layers " + std::to_string(num_layers) + " < 1");
 }
 void check_nonneg(double v, const std::string& what) {
-  if (!std::isfinite(v) || v < 0) throw SchedError(what + " " + std::to_string(v) + " must be finite and >= 0");
+  if (!std::isfinite(v) || v < 0)
+    throw SchedError(what + " " + std::to_string(v) + " must be finite and >= 0");
 }
 }  // namespace
 
 std::optional<double> CostModel::counterfactual_reward(const Arm&, const Arm&, const Outcome&) const {
   return std::nullopt;
 }
-std::optional<double> CostModel::predicted_latency_ms(int, const Context&) const { return std::nullopt; }
+std::optional<double> CostModel::predicted_latency_ms(int, const Context&) const {
+  return std::nullopt;
+}
 bool CostModel::feasible(int split, const Context& ctx) const {
   (void)split;
   (void)ctx;
@@ -32,7 +36,9 @@ SplitEECost::SplitEECost(SplitEEParams p) : p_(p) {
   check_nonneg(p.offload, "SplitEECost: offload cost");
 }
 
-double SplitEECost::reward_min() const { return -(p_.lambda * p_.num_layers + p_.offload); }
+double SplitEECost::reward_min() const {
+  return -(p_.lambda * p_.num_layers + p_.offload);
+}
 
 double SplitEECost::reward_of(int split, bool offloaded, double confidence) const {
   return confidence - p_.lambda * split - (offloaded ? p_.offload : 0.0);
@@ -74,10 +80,13 @@ LatencyCost::LatencyCost(LatencyParams p) : p_(p) {
   check_nonneg(p.default_bandwidth_mbps, "LatencyCost: default_bandwidth_mbps");
   check_nonneg(p.ms_price, "LatencyCost: ms_price");
   if (!(p.max_ms > 0)) throw SchedError("LatencyCost: max_ms " + std::to_string(p.max_ms) + " must be > 0");
-  if (p.slo_ms && !(*p.slo_ms > 0)) throw SchedError("LatencyCost: slo_ms " + std::to_string(*p.slo_ms) + " must be > 0");
+  if (p.slo_ms && !(*p.slo_ms > 0))
+    throw SchedError("LatencyCost: slo_ms " + std::to_string(*p.slo_ms) + " must be > 0");
 }
 
-double LatencyCost::cost(const Arm&, const Outcome& o) const { return o.latency.total_ms; }
+double LatencyCost::cost(const Arm&, const Outcome& o) const {
+  return o.latency.total_ms;
+}
 
 double LatencyCost::reward(const Arm&, const Outcome& o) const {
   return o.answer_confidence - p_.ms_price * std::min(o.latency.total_ms, p_.max_ms);
@@ -85,7 +94,8 @@ double LatencyCost::reward(const Arm&, const Outcome& o) const {
 
 std::optional<double> LatencyCost::predicted_latency_ms(int split, const Context& ctx) const {
   if (split < 0 || split > p_.num_layers)
-    throw SchedError("LatencyCost: split " + std::to_string(split) + " outside 0.." + std::to_string(p_.num_layers));
+    throw SchedError("LatencyCost: split " + std::to_string(split) + " outside 0.." +
+                     std::to_string(p_.num_layers));
   const double edge = p_.edge_ms_per_layer * split;
   if (split == p_.num_layers) return edge;
   const double mbps = ctx.bandwidth_mbps > 0 ? ctx.bandwidth_mbps : p_.default_bandwidth_mbps;

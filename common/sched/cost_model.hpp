@@ -28,7 +28,8 @@ class CostModel {
                                                       const Outcome& outcome) const;
   // Predicted end-to-end latency of a split in this context, if the model knows time at all.
   virtual std::optional<double> predicted_latency_ms(int split, const Context& ctx) const;
-  // Whether the arm may be chosen here (SLO / deadline). Policies fall back to the fastest arms when no arm is.
+  // Whether the arm may be chosen here (SLO / deadline). Policies fall back to the fastest arms when no arm
+  // is.
   virtual bool feasible(int split, const Context& ctx) const;
 };
 
@@ -63,14 +64,14 @@ class SplitEECost final : public CostModel {
 
 struct LatencyParams {
   int num_layers = 0;
-  double edge_ms_per_layer = 0.05;   // one encoder layer + exit head on the edge CPU
-  double cloud_ms_per_layer = 0.02;  // one layer on the cloud worker (batched)
+  double edge_ms_per_layer = 0.05;     // one encoder layer + exit head on the edge CPU
+  double cloud_ms_per_layer = 0.02;    // one layer on the cloud worker (batched)
   std::uint64_t payload_bytes = 4352;  // hidden state after a layer (17 x 64 fp32 for the reference ViT)
   std::uint64_t input_bytes = 4352;    // what split 0 sends (the embeddings)
   double default_bandwidth_mbps = 0;   // used until the estimator has a sample; 0 = unknown (no prediction)
   double ms_price = 0.01;              // reward lost per millisecond: 100 ms costs one unit of confidence
   double max_ms = 1000;                // latencies are clipped here so rewards stay bounded
-  std::optional<double> slo_ms;        // arms predicted slower than this are not chosen when others are feasible
+  std::optional<double> slo_ms;  // arms predicted slower than this are not chosen when others are feasible
 };
 
 class LatencyCost final : public CostModel {

@@ -37,7 +37,8 @@ class Params {
   std::uint64_t count(const std::string& key, std::uint64_t fallback) {
     const double v = number(key, static_cast<double>(fallback));
     if (v < 0 || v != std::floor(v) || v > 9.0e15)
-      throw SchedError("policy '" + spec_.name + "': " + key + "=" + format_value(v) + " must be a whole number >= 0");
+      throw SchedError("policy '" + spec_.name + "': " + key + "=" + format_value(v) +
+                       " must be a whole number >= 0");
     return static_cast<std::uint64_t>(v);
   }
   std::vector<double> list(const std::string& key, std::vector<double> fallback) {
@@ -48,11 +49,13 @@ class Params {
     std::size_t start = 0;
     while (start <= it->second.size()) {
       const auto slash = it->second.find('/', start);
-      const std::string item = it->second.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      const std::string item =
+          it->second.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       char* end = nullptr;
       const double v = std::strtod(item.c_str(), &end);
       if (item.empty() || end != item.c_str() + item.size() || !std::isfinite(v))
-        throw SchedError("policy '" + spec_.name + "': " + key + "='" + it->second + "' is not a /-separated list");
+        throw SchedError("policy '" + spec_.name + "': " + key + "='" + it->second +
+                         "' is not a /-separated list");
       out.push_back(v);
       if (slash == std::string::npos) break;
       start = slash + 1;
@@ -81,14 +84,19 @@ const std::map<std::string, Maker>& makers() {
        [](Params& p, const PolicyEnv& env) -> std::unique_ptr<Policy> {
          const auto split = p.count("split", static_cast<std::uint64_t>(env.num_layers));
          if (split > static_cast<std::uint64_t>(env.num_layers))
-           throw SchedError("policy 'fixed': split " + std::to_string(split) + " > " + std::to_string(env.num_layers));
+           throw SchedError("policy 'fixed': split " + std::to_string(split) + " > " +
+                            std::to_string(env.num_layers));
          Arm arm{static_cast<int>(split), std::nullopt};
          const double t = p.number("threshold", -1);
          if (t >= 0) arm.threshold = t;
          return std::make_unique<FixedSplit>(arm);
        }},
-      {"edge-only", [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> { return std::make_unique<EdgeOnly>(env.num_layers); }},
-      {"cloud-only", [](Params&, const PolicyEnv&) -> std::unique_ptr<Policy> { return std::make_unique<CloudOnly>(); }},
+      {"edge-only",
+       [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> {
+         return std::make_unique<EdgeOnly>(env.num_layers);
+       }},
+      {"cloud-only",
+       [](Params&, const PolicyEnv&) -> std::unique_ptr<Policy> { return std::make_unique<CloudOnly>(); }},
       {"ucb1",
        [](Params& p, const PolicyEnv& env) -> std::unique_ptr<Policy> {
          return std::make_unique<Ucb1>(learning_arms(p, env), env.cost, p.number("beta", 1.0));
@@ -127,10 +135,17 @@ const std::map<std::string, Maker>& makers() {
        }},
       {"thompson",
        [](Params& p, const PolicyEnv& env) -> std::unique_ptr<Policy> {
-         return std::make_unique<ThompsonSampling>(learning_arms(p, env), env.cost, p.count("seed", env.seed));
+         return std::make_unique<ThompsonSampling>(learning_arms(p, env), env.cost,
+                                                   p.count("seed", env.seed));
        }},
-      {"oracle-fixed", [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> { return std::make_unique<BestFixedArmOracle>(env.table); }},
-      {"oracle-sample", [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> { return std::make_unique<PerSampleOracle>(env.table); }},
+      {"oracle-fixed",
+       [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> {
+         return std::make_unique<BestFixedArmOracle>(env.table);
+       }},
+      {"oracle-sample",
+       [](Params&, const PolicyEnv& env) -> std::unique_ptr<Policy> {
+         return std::make_unique<PerSampleOracle>(env.table);
+       }},
   };
   return m;
 }
@@ -146,7 +161,8 @@ PolicySpec parse_policy_spec(const std::string& spec) {
   std::size_t start = colon + 1;
   while (start <= spec.size()) {
     const auto comma = spec.find(',', start);
-    const std::string item = trim(spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    const std::string item =
+        trim(spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
       throw SchedError("policy spec '" + spec + "': '" + item + "' is not key=value");

@@ -14,7 +14,9 @@ std::string FixedSplit::name() const {
   return s;
 }
 
-nlohmann::json FixedSplit::state() const { return nlohmann::json::object(); }
+nlohmann::json FixedSplit::state() const {
+  return nlohmann::json::object();
+}
 
 void FixedSplit::restore(const nlohmann::json& state) {
   if (!state.is_object() || !state.empty()) throw SchedError("fixed policy: state must be an empty object");

@@ -1,22 +1,23 @@
 #include "common/sched/linucb.hpp"
 
+#include <Eigen/Cholesky>
 #include <cmath>
 #include <limits>
-
-#include <Eigen/Cholesky>
 #include <nlohmann/json.hpp>
 
 namespace ee::sched {
 
 namespace {
 void check_positive(double v, const char* what) {
-  if (!std::isfinite(v) || v <= 0) throw SchedError(std::string("linucb: ") + what + " " + std::to_string(v) + " must be > 0");
+  if (!std::isfinite(v) || v <= 0)
+    throw SchedError(std::string("linucb: ") + what + " " + std::to_string(v) + " must be > 0");
 }
 }  // namespace
 
 LinUcb::LinUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, LinUcbParams p)
     : Bandit("linucb", std::move(arms), std::move(cost)), p_(p) {
-  if (!std::isfinite(p.alpha) || p.alpha < 0) throw SchedError("linucb: alpha " + std::to_string(p.alpha) + " must be >= 0");
+  if (!std::isfinite(p.alpha) || p.alpha < 0)
+    throw SchedError("linucb: alpha " + std::to_string(p.alpha) + " must be >= 0");
   check_positive(p.ridge, "ridge");
   check_positive(p.bandwidth_scale, "bandwidth_scale");
   check_positive(p.rtt_scale, "rtt_scale");
@@ -37,7 +38,8 @@ void LinUcb::reset() {
 
 LinUcb::Vec LinUcb::features(const Context& ctx) const {
   Vec x;
-  x << 1.0, ctx.bandwidth_mbps / p_.bandwidth_scale, ctx.rtt_ms / p_.rtt_scale, ctx.queue_depth / p_.queue_scale;
+  x << 1.0, ctx.bandwidth_mbps / p_.bandwidth_scale, ctx.rtt_ms / p_.rtt_scale,
+      ctx.queue_depth / p_.queue_scale;
   return x;
 }
 
@@ -60,8 +62,9 @@ std::size_t LinUcb::pick(const std::vector<std::size_t>& candidates, const Conte
 
 void LinUcb::update(std::size_t arm, double reward, const Context& ctx) {
   const Vec x = features(ctx);
-  if (!x.allFinite()) throw SchedError("linucb: context has a non-finite feature (bandwidth " +
-                                       std::to_string(ctx.bandwidth_mbps) + ", rtt " + std::to_string(ctx.rtt_ms) + ")");
+  if (!x.allFinite())
+    throw SchedError("linucb: context has a non-finite feature (bandwidth " +
+                     std::to_string(ctx.bandwidth_mbps) + ", rtt " + std::to_string(ctx.rtt_ms) + ")");
   a_[arm] += x * x.transpose();
   b_[arm] += reward * x;
 }
@@ -69,7 +72,8 @@ void LinUcb::update(std::size_t arm, double reward, const Context& ctx) {
 nlohmann::json LinUcb::state() const {
   nlohmann::json arms_json = nlohmann::json::array();
   for (std::size_t i = 0; i < a_.size(); ++i) {
-    std::vector<double> a(a_[i].data(), a_[i].data() + a_[i].size()), b(b_[i].data(), b_[i].data() + b_[i].size());
+    std::vector<double> a(a_[i].data(), a_[i].data() + a_[i].size()),
+        b(b_[i].data(), b_[i].data() + b_[i].size());
     arms_json.push_back({{"A", a}, {"b", b}});
   }
   return {{"features", kFeatures}, {"arms", arms_json}};
@@ -89,8 +93,10 @@ void LinUcb::restore(const nlohmann::json& j) {
       throw SchedError(name() + " state: arm " + std::to_string(i) + " has the wrong matrix sizes");
     a[i] = Eigen::Map<const Mat>(av.data());
     b[i] = Eigen::Map<const Vec>(bv.data());
-    if (!a[i].allFinite() || !b[i].allFinite() || a[i].ldlt().info() != Eigen::Success || !a[i].isApprox(a[i].transpose()))
-      throw SchedError(name() + " state: arm " + std::to_string(i) + " matrix is not symmetric positive definite");
+    if (!a[i].allFinite() || !b[i].allFinite() || a[i].ldlt().info() != Eigen::Success ||
+        !a[i].isApprox(a[i].transpose()))
+      throw SchedError(name() + " state: arm " + std::to_string(i) +
+                       " matrix is not symmetric positive definite");
   }
   a_ = std::move(a);
   b_ = std::move(b);

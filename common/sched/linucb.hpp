@@ -3,22 +3,21 @@
 // x = [1, bandwidth, RTT, queue depth] (each divided by a scale so the features are O(1)); the arm with the
 // largest upper bound theta'x + alpha * sqrt(x' A^-1 x) wins. The right split moves with the network, so a
 // policy that sees the network can switch instantly where a context-free bandit has to relearn.
+#include <Eigen/Core>
 #include <array>
 #include <memory>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "common/sched/bandit.hpp"
 
 namespace ee::sched {
 
 struct LinUcbParams {
-  double alpha = 1.0;             // width of the confidence ellipsoid
-  double ridge = 1.0;             // A starts as ridge * I
-  double bandwidth_scale = 100;   // Mbit/s
-  double rtt_scale = 100;         // ms
-  double queue_scale = 16;        // requests
+  double alpha = 1.0;            // width of the confidence ellipsoid
+  double ridge = 1.0;            // A starts as ridge * I
+  double bandwidth_scale = 100;  // Mbit/s
+  double rtt_scale = 100;        // ms
+  double queue_scale = 16;       // requests
 };
 
 class LinUcb final : public Bandit {

@@ -6,7 +6,8 @@ namespace ee::sched {
 
 namespace {
 void check_finite_nonneg(double v, const char* what) {
-  if (!std::isfinite(v) || v < 0) throw SchedError(std::string("NetworkEstimator: ") + what + " " + std::to_string(v));
+  if (!std::isfinite(v) || v < 0)
+    throw SchedError(std::string("NetworkEstimator: ") + what + " " + std::to_string(v));
 }
 // The first sample seeds the average; otherwise a cold estimate of 0 would drag the next ones down.
 double ewma(double old, double sample, double weight, std::uint64_t count) {
@@ -15,7 +16,8 @@ double ewma(double old, double sample, double weight, std::uint64_t count) {
 }  // namespace
 
 NetworkEstimator::NetworkEstimator(double weight) : weight_(weight) {
-  if (!(weight > 0 && weight <= 1)) throw SchedError("NetworkEstimator: weight " + std::to_string(weight) + " not in (0, 1]");
+  if (!(weight > 0 && weight <= 1))
+    throw SchedError("NetworkEstimator: weight " + std::to_string(weight) + " not in (0, 1]");
 }
 
 void NetworkEstimator::observe_transfer(std::uint64_t bytes, double transfer_ms) {

@@ -40,7 +40,8 @@ std::size_t RewardTable::best_arm(std::size_t sample) const {
 
 namespace {
 void restore_empty(const nlohmann::json& state, const char* who) {
-  if (!state.is_object() || !state.empty()) throw SchedError(std::string(who) + ": state must be an empty object");
+  if (!state.is_object() || !state.empty())
+    throw SchedError(std::string(who) + ": state must be an empty object");
 }
 std::shared_ptr<const RewardTable> check(std::shared_ptr<const RewardTable> t, const char* who) {
   if (!t || t->samples() == 0) throw SchedError(std::string(who) + ": needs a non-empty reward table");
@@ -50,8 +51,12 @@ std::shared_ptr<const RewardTable> check(std::shared_ptr<const RewardTable> t, c
 
 BestFixedArmOracle::BestFixedArmOracle(std::shared_ptr<const RewardTable> table)
     : table_(check(std::move(table), "oracle-fixed")), best_(table_->best_fixed_arm()) {}
-nlohmann::json BestFixedArmOracle::state() const { return nlohmann::json::object(); }
-void BestFixedArmOracle::restore(const nlohmann::json& state) { restore_empty(state, "oracle-fixed"); }
+nlohmann::json BestFixedArmOracle::state() const {
+  return nlohmann::json::object();
+}
+void BestFixedArmOracle::restore(const nlohmann::json& state) {
+  restore_empty(state, "oracle-fixed");
+}
 
 PerSampleOracle::PerSampleOracle(std::shared_ptr<const RewardTable> table)
     : table_(check(std::move(table), "oracle-sample")) {}
@@ -60,7 +65,11 @@ Arm PerSampleOracle::choose(const Context& ctx) {
   if (!ctx.sample) throw SchedError("oracle-sample: the context names no sample (Context::sample)");
   return table_->arms()[table_->best_arm(*ctx.sample)];
 }
-nlohmann::json PerSampleOracle::state() const { return nlohmann::json::object(); }
-void PerSampleOracle::restore(const nlohmann::json& state) { restore_empty(state, "oracle-sample"); }
+nlohmann::json PerSampleOracle::state() const {
+  return nlohmann::json::object();
+}
+void PerSampleOracle::restore(const nlohmann::json& state) {
+  restore_empty(state, "oracle-sample");
+}
 
 }  // namespace ee::sched

@@ -35,7 +35,8 @@ Arm parse_arm(const std::string& text) {
   const auto at = text.find('@');
   const std::string split = text.substr(0, at);
   const double s = parse_double(split, text);
-  if (s < 0 || s != std::floor(s) || s > 10000) throw SchedError("arm '" + text + "': split must be a layer index");
+  if (s < 0 || s != std::floor(s) || s > 10000)
+    throw SchedError("arm '" + text + "': split must be a layer index");
   Arm arm{static_cast<int>(s), std::nullopt};
   if (at != std::string::npos) {
     const double t = parse_double(text.substr(at + 1), text);
@@ -55,7 +56,8 @@ std::vector<Arm> split_arms(int num_layers, const std::vector<double>& threshold
       continue;
     }
     for (double t : thresholds) {
-      if (!(t >= 0 && t <= 1)) throw SchedError("split_arms: threshold " + std::to_string(t) + " not in [0, 1]");
+      if (!(t >= 0 && t <= 1))
+        throw SchedError("split_arms: threshold " + std::to_string(t) + " not in [0, 1]");
       arms.push_back({s, t});
     }
   }

@@ -4,12 +4,11 @@
 // implements. Pure data and decisions: no sockets, tensors or threads, so the same objects run inside the
 // edge daemon and inside the simulator.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace ee::sched {
 
@@ -65,14 +64,15 @@ struct LatencyParts {
 };
 
 struct Outcome {
-  Context context;        // a copy of what choose() was given: requests overlap, so observe() cannot guess it
-  double threshold = 0;   // exit threshold in force at the split layer
+  Context context;       // a copy of what choose() was given: requests overlap, so observe() cannot guess it
+  double threshold = 0;  // exit threshold in force at the split layer
   std::vector<LayerExit> exits;  // every exit head the edge ran, ascending by layer
   AnsweredBy answered_by = AnsweredBy::cloud;
   int answer_layer = 0;
   int answer_prediction = -1;
   double answer_confidence = 0;
-  // The last layer's answer when it ran anywhere (cloud, edge-only, audit): the controller's label-free check.
+  // The last layer's answer when it ran anywhere (cloud, edge-only, audit): the controller's label-free
+  // check.
   std::optional<int> final_prediction;
   std::optional<double> final_confidence;
   bool sent = false;     // activations crossed the network (offload or audit)
@@ -81,7 +81,9 @@ struct Outcome {
   std::uint64_t payload_bytes = 0;
 
   bool exited() const { return answered_by == AnsweredBy::edge_exit; }
-  bool offloaded() const { return answered_by == AnsweredBy::cloud || answered_by == AnsweredBy::edge_fallback; }
+  bool offloaded() const {
+    return answered_by == AnsweredBy::cloud || answered_by == AnsweredBy::edge_fallback;
+  }
   // The exit at `layer` if the edge ran it.
   const LayerExit* exit_at(int layer) const;
 };
@@ -96,7 +98,8 @@ class Policy {
   virtual Arm choose(const Context& ctx) = 0;
   // Outcomes may arrive in any order relative to choose() calls (requests overlap in the daemon).
   virtual void observe(const Arm& arm, const Outcome& outcome) = 0;
-  // Learned state as JSON (see state.hpp for the versioned file around it) and back; restore throws SchedError.
+  // Learned state as JSON (see state.hpp for the versioned file around it) and back; restore throws
+  // SchedError.
   virtual nlohmann::json state() const = 0;
   virtual void restore(const nlohmann::json& state) = 0;
   virtual void reset() = 0;

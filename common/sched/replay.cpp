@@ -16,7 +16,8 @@ void check_arm(const ExitTrace& trace, const Arm& arm) {
 Outcome simulate_outcome(const ExitTrace& trace, std::size_t row, const Arm& arm, double threshold,
                          Confidence confidence, bool audit, const Context& ctx) {
   check_arm(trace, arm);
-  if (row >= trace.size()) throw SchedError("replay: sample " + std::to_string(row) + " >= " + std::to_string(trace.size()));
+  if (row >= trace.size())
+    throw SchedError("replay: sample " + std::to_string(row) + " >= " + std::to_string(trace.size()));
   const int last = trace.num_layers();
   const auto& layers = trace.exit_layers();
   const TraceSample& s = trace[row];
@@ -54,24 +55,25 @@ Outcome simulate_outcome(const ExitTrace& trace, std::size_t row, const Arm& arm
   return o;
 }
 
-RewardTable splitee_reward_table(const ExitTrace& trace, const std::vector<Arm>& arms, const SplitEECost& cost,
-                                 const ReplayConfig& config) {
+RewardTable splitee_reward_table(const ExitTrace& trace, const std::vector<Arm>& arms,
+                                 const SplitEECost& cost, const ReplayConfig& config) {
   RewardTable table(arms, trace.size());
   for (std::size_t i = 0; i < trace.size(); ++i)
     for (std::size_t a = 0; a < arms.size(); ++a)
-      table.at(i, a) = cost.reward(arms[a], simulate_outcome(trace, i, arms[a], config.threshold, config.confidence, false));
+      table.at(i, a) = cost.reward(
+          arms[a], simulate_outcome(trace, i, arms[a], config.threshold, config.confidence, false));
   return table;
 }
 
-ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& cost, const ReplayConfig& config,
-                    const RewardTable& table, ThresholdController* controller) {
+ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& cost,
+                    const ReplayConfig& config, const RewardTable& table, ThresholdController* controller) {
   if (trace.size() == 0) throw SchedError("replay: empty trace");
   if (table.samples() != trace.size())
     throw SchedError("replay: reward table has " + std::to_string(table.samples()) + " samples, the trace " +
                      std::to_string(trace.size()));
   if (cost.params().num_layers != trace.num_layers())
-    throw SchedError("replay: cost model has " + std::to_string(cost.params().num_layers) + " layers, the trace " +
-                     std::to_string(trace.num_layers()));
+    throw SchedError("replay: cost model has " + std::to_string(cost.params().num_layers) +
+                     " layers, the trace " + std::to_string(trace.num_layers()));
   ReplayResult res;
   res.policy = policy.name();
   res.pulls.assign(policy.arms().size(), 0);
@@ -79,8 +81,8 @@ ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& c
 
   Rng rng(config.seed);
   std::vector<std::size_t> order(trace.size());
-  double correct = 0, final_correct = 0, labelled = 0, agree = 0, total_cost = 0, total_reward = 0, regret = 0,
-         gap = 0, offloads = 0, audits = 0, threshold_sum = 0;
+  double correct = 0, final_correct = 0, labelled = 0, agree = 0, total_cost = 0, total_reward = 0,
+         regret = 0, gap = 0, offloads = 0, audits = 0, threshold_sum = 0;
   std::uint64_t t = 0;
   for (std::size_t pass = 0; pass < config.passes; ++pass) {
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -91,8 +93,10 @@ ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& c
       ctx.now_s = static_cast<double>(t++);
       ctx.sample = row;
       const Arm arm = policy.choose(ctx);
-      const auto idx = static_cast<std::size_t>(std::find(policy.arms().begin(), policy.arms().end(), arm) - policy.arms().begin());
-      if (idx >= policy.arms().size()) throw SchedError("replay: policy chose arm " + to_string(arm) + " outside its arms");
+      const auto idx = static_cast<std::size_t>(std::find(policy.arms().begin(), policy.arms().end(), arm) -
+                                                policy.arms().begin());
+      if (idx >= policy.arms().size())
+        throw SchedError("replay: policy chose arm " + to_string(arm) + " outside its arms");
       const double threshold = controller ? controller->threshold() : config.threshold;
       Outcome o = simulate_outcome(trace, row, arm, threshold, config.confidence, false, ctx);
       if (controller && o.exited() && controller->draw_audit())

@@ -44,8 +44,8 @@ struct ReplayResult {
 };
 
 // Every arm's SplitEE reward on every trace sample at a fixed threshold.
-RewardTable splitee_reward_table(const ExitTrace& trace, const std::vector<Arm>& arms, const SplitEECost& cost,
-                                 const ReplayConfig& config);
+RewardTable splitee_reward_table(const ExitTrace& trace, const std::vector<Arm>& arms,
+                                 const SplitEECost& cost, const ReplayConfig& config);
 
 // What the edge would observe for trace sample `row` under `arm`. `audit` sends an edge exit on as well.
 Outcome simulate_outcome(const ExitTrace& trace, std::size_t row, const Arm& arm, double threshold,
@@ -53,7 +53,8 @@ Outcome simulate_outcome(const ExitTrace& trace, std::size_t row, const Arm& arm
 
 // Replays `config.passes` shuffled passes. With a controller, its threshold replaces config.threshold for
 // arms without their own, it draws the audits and it observes every outcome.
-ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& cost, const ReplayConfig& config,
-                    const RewardTable& table, ThresholdController* controller = nullptr);
+ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& cost,
+                    const ReplayConfig& config, const RewardTable& table,
+                    ThresholdController* controller = nullptr);
 
 }  // namespace ee::sched

@@ -9,7 +9,9 @@
 
 namespace ee::sched {
 
-double uniform01(Rng& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+double uniform01(Rng& rng) {
+  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
+}
 
 std::size_t uniform_below(Rng& rng, std::size_t n) {
   if (n == 0) throw SchedError("uniform_below: empty range");

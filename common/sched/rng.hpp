@@ -10,10 +10,10 @@ namespace ee::sched {
 
 using Rng = std::mt19937_64;
 
-double uniform01(Rng& rng);                       // [0, 1) with 53 random bits
+double uniform01(Rng& rng);                          // [0, 1) with 53 random bits
 std::size_t uniform_below(Rng& rng, std::size_t n);  // [0, n), unbiased; n > 0
-double standard_normal(Rng& rng);                 // Box-Muller
-double gamma_draw(Rng& rng, double shape);        // Marsaglia-Tsang, scale 1; shape > 0
+double standard_normal(Rng& rng);                    // Box-Muller
+double gamma_draw(Rng& rng, double shape);           // Marsaglia-Tsang, scale 1; shape > 0
 double beta_draw(Rng& rng, double a, double b);
 void shuffle(std::vector<std::size_t>& v, Rng& rng);  // Fisher-Yates
 

@@ -1,10 +1,9 @@
 #include "common/sched/state.hpp"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <system_error>
-
-#include <nlohmann/json.hpp>
 
 namespace ee::sched {
 
@@ -29,13 +28,17 @@ nlohmann::json state_document(const Policy& policy) {
 void restore_document(Policy& policy, const nlohmann::json& doc) {
   if (!doc.is_object() || doc.value("format", std::string()) != kStateFormat)
     throw SchedError("not an eesplit scheduler state (format must be '" + std::string(kStateFormat) + "')");
-  if (!doc.contains("version") || !doc["version"].is_number_integer() || doc["version"].get<int>() != kStateVersion)
-    throw SchedError("state version " + (doc.contains("version") ? doc["version"].dump() : std::string("(missing)")) +
+  if (!doc.contains("version") || !doc["version"].is_number_integer() ||
+      doc["version"].get<int>() != kStateVersion)
+    throw SchedError("state version " +
+                     (doc.contains("version") ? doc["version"].dump() : std::string("(missing)")) +
                      " is not the supported version " + std::to_string(kStateVersion));
   const std::string saved = doc.value("policy", std::string());
-  if (saved != policy.name()) throw SchedError("state is for policy '" + saved + "', not '" + policy.name() + "'");
+  if (saved != policy.name())
+    throw SchedError("state is for policy '" + saved + "', not '" + policy.name() + "'");
   if (!doc.contains("arms") || doc["arms"] != arm_names(policy))
-    throw SchedError("state's arms " + (doc.contains("arms") ? doc["arms"].dump() : std::string("(missing)")) +
+    throw SchedError("state's arms " +
+                     (doc.contains("arms") ? doc["arms"].dump() : std::string("(missing)")) +
                      " differ from the policy's " + arm_names(policy).dump());
   if (!doc.contains("state")) throw SchedError("state document has no 'state'");
   try {
@@ -64,7 +67,9 @@ void load_state(Policy& policy, const std::filesystem::path& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw SchedError("scheduler state " + path.string() + ": " + ec.message());
-  if (size > kMaxStateBytes) throw SchedError("scheduler state " + path.string() + ": " + std::to_string(size) + " bytes is too large");
+  if (size > kMaxStateBytes)
+    throw SchedError("scheduler state " + path.string() + ": " + std::to_string(size) +
+                     " bytes is too large");
   std::ifstream in(path, std::ios::binary);
   std::stringstream buf;
   buf << in.rdbuf();

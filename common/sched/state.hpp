@@ -5,9 +5,8 @@
 // A file from another policy, another arm set, another version, or a damaged one is rejected with a message
 // that says which; restore_or_reset() then starts the policy fresh instead of guessing.
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "common/sched/policy.hpp"
 

@@ -2,17 +2,19 @@
 
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace ee::sched {
 
-ThompsonSampling::ThompsonSampling(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, std::uint64_t seed)
+ThompsonSampling::ThompsonSampling(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost,
+                                   std::uint64_t seed)
     : Bandit("thompson", std::move(arms), std::move(cost)), seed_(seed) {
   reset();
 }
 
-std::string ThompsonSampling::name() const { return "thompson:seed=" + std::to_string(seed_); }
+std::string ThompsonSampling::name() const {
+  return "thompson:seed=" + std::to_string(seed_);
+}
 
 void ThompsonSampling::reset() {
   rng_.seed(seed_);
@@ -52,7 +54,8 @@ void ThompsonSampling::restore(const nlohmann::json& j) {
     return v;
   };
   auto s = counts("successes"), f = counts("failures");
-  if (!j.contains("rng") || !j["rng"].is_string()) throw SchedError(name() + " state: 'rng' must be a string");
+  if (!j.contains("rng") || !j["rng"].is_string())
+    throw SchedError(name() + " state: 'rng' must be a string");
   Rng r;
   set_rng_state(r, j["rng"].get<std::string>());
   successes_ = std::move(s);

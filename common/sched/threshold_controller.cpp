@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 namespace ee::sched {
@@ -32,7 +31,8 @@ ThresholdController::ThresholdController(ThresholdControllerParams p) : p_(p) {
   check_range(p.initial, p.min_threshold, p.max_threshold, "initial threshold");
   check_range(p.step, 1e-4, 0.5, "step");
   check_range(p.max_lower_step, 0, 1, "max_lower_step");
-  if (p.window < 1 || p.window > 10'000'000) throw SchedError("threshold controller: window " + std::to_string(p.window) + " not in [1, 1e7]");
+  if (p.window < 1 || p.window > 10'000'000)
+    throw SchedError("threshold controller: window " + std::to_string(p.window) + " not in [1, 1e7]");
   if (p.update_every < 1) throw SchedError("threshold controller: update_every must be >= 1");
   reset();
 }
@@ -55,7 +55,9 @@ int ThresholdController::bin_of(double c) const {
   return static_cast<int>(std::min<long>(b, static_cast<long>(bins()) - 1));
 }
 
-bool ThresholdController::draw_audit() { return p_.audit_rate > 0 && uniform01(rng_) < p_.audit_rate; }
+bool ThresholdController::draw_audit() {
+  return p_.audit_rate > 0 && uniform01(rng_) < p_.audit_rate;
+}
 
 void ThresholdController::add(const Record& r, int sign) {
   auto bump = [sign](std::uint64_t& c) { c = sign > 0 ? c + 1 : c - 1; };
@@ -141,9 +143,13 @@ nlohmann::json ThresholdController::state() const {
   // Each record as one integer: bin * 8 + kind * 2 + disagree (a window of 50k records stays ~300 kB).
   std::vector<long> records;
   records.reserve(window_.size());
-  for (const auto& r : window_) records.push_back(static_cast<long>(r.bin) * 8 + r.kind * 2 + (r.disagree ? 1 : 0));
-  return {{"threshold", threshold_}, {"step", p_.step}, {"since_update", since_update_},
-          {"rng", rng_state(rng_)}, {"records", records}};
+  for (const auto& r : window_)
+    records.push_back(static_cast<long>(r.bin) * 8 + r.kind * 2 + (r.disagree ? 1 : 0));
+  return {{"threshold", threshold_},
+          {"step", p_.step},
+          {"since_update", since_update_},
+          {"rng", rng_state(rng_)},
+          {"records", records}};
 }
 
 void ThresholdController::restore(const nlohmann::json& j) {
@@ -152,17 +158,21 @@ void ThresholdController::restore(const nlohmann::json& j) {
       !j.contains("since_update") || !j["since_update"].is_number_unsigned())
     throw SchedError("threshold controller state: needs threshold, step, since_update, rng and records");
   if (j["step"].get<double>() != p_.step)
-    throw SchedError("threshold controller state: grid step " + j["step"].dump() + " differs from " + std::to_string(p_.step));
+    throw SchedError("threshold controller state: grid step " + j["step"].dump() + " differs from " +
+                     std::to_string(p_.step));
   const double t = j["threshold"].get<double>();
   check_range(t, p_.min_threshold, p_.max_threshold, "saved threshold");
-  if (j["records"].size() > p_.window) throw SchedError("threshold controller state: more records than the window");
+  if (j["records"].size() > p_.window)
+    throw SchedError("threshold controller state: more records than the window");
   std::vector<Record> records;
   for (const auto& x : j["records"]) {
-    if (!x.is_number_integer() || x.get<long>() < 0) throw SchedError("threshold controller state: bad record " + x.dump());
+    if (!x.is_number_integer() || x.get<long>() < 0)
+      throw SchedError("threshold controller state: bad record " + x.dump());
     const long v = x.get<long>();
     const int kind = static_cast<int>((v % 8) / 2);
     const long bin = v / 8;
-    if (bin >= static_cast<long>(bins())) throw SchedError("threshold controller state: record bin " + std::to_string(bin) + " out of range");
+    if (bin >= static_cast<long>(bins()))
+      throw SchedError("threshold controller state: record bin " + std::to_string(bin) + " out of range");
     records.push_back({static_cast<Kind>(kind), static_cast<int>(bin), (v % 2) == 1});
   }
   Rng rng;

@@ -9,16 +9,17 @@
 // `audit_rate` of them is sent on anyway; they stand in for all exits.
 //
 // Estimate over the last `window` samples, for a candidate threshold a:
-//   D(a) = [ #offloaded with C >= a that disagree  +  E(a) * (#audited with C >= a that disagree) / A(a) ] / N
-// (E(a) exits with C >= a, A(a) of them audited, N samples). The first part is counted exactly; the second is a subsample, so
-// the controller uses its one-sided Wilson upper bound (z) rather than the point estimate. D is monotone in a;
-// the target is the lowest grid threshold whose bound is within budget. Raising is immediate (safety),
-// lowering at most `max_lower_step` per update (the evidence for a lower threshold arrives slowly).
+//   D(a) = [ #offloaded with C >= a that disagree  +  E(a) * (#audited with C >= a that disagree) / A(a) ] /
+//   N
+// (E(a) exits with C >= a, A(a) of them audited, N samples). The first part is counted exactly; the second is
+// a subsample, so the controller uses its one-sided Wilson upper bound (z) rather than the point estimate. D
+// is monotone in a; the target is the lowest grid threshold whose bound is within budget. Raising is
+// immediate (safety), lowering at most `max_lower_step` per update (the evidence for a lower threshold
+// arrives slowly).
 #include <cstdint>
 #include <deque>
-#include <vector>
-
 #include <nlohmann/json_fwd.hpp>
+#include <vector>
 
 #include "common/sched/policy.hpp"
 #include "common/sched/rng.hpp"
@@ -26,9 +27,9 @@
 namespace ee::sched {
 
 struct ThresholdControllerParams {
-  double budget = 0.01;        // disagreement with the final layer, as a fraction of all answers (1 point)
-  double audit_rate = 0.02;    // share of edge exits sent on for checking
-  double z = 1.645;            // one-sided 95 % Wilson bound
+  double budget = 0.01;      // disagreement with the final layer, as a fraction of all answers (1 point)
+  double audit_rate = 0.02;  // share of edge exits sent on for checking
+  double z = 1.645;          // one-sided 95 % Wilson bound
   double initial = 0.9;
   double min_threshold = 0.0;
   double max_threshold = 1.0;

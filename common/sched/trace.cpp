@@ -25,12 +25,15 @@ std::vector<std::string> split_csv(const std::string& line) {
   }
 }
 
-std::string where(const std::string& source, std::size_t line) { return source + ":" + std::to_string(line) + ": "; }
+std::string where(const std::string& source, std::size_t line) {
+  return source + ":" + std::to_string(line) + ": ";
+}
 
 long parse_int(const std::string& s, const std::string& at, const char* what) {
   char* end = nullptr;
   const long v = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || end != s.c_str() + s.size()) throw SchedError(at + what + " '" + s + "' is not an integer");
+  if (s.empty() || end != s.c_str() + s.size())
+    throw SchedError(at + what + " '" + s + "' is not an integer");
   return v;
 }
 
@@ -72,7 +75,8 @@ double confidence_of(const ExitRecord& r, Confidence measure) {
 ExitTrace::ExitTrace(std::vector<int> exit_layers) : exit_layers_(std::move(exit_layers)) {
   for (std::size_t i = 0; i < exit_layers_.size(); ++i)
     if (exit_layers_[i] < 1 || (i > 0 && exit_layers_[i] <= exit_layers_[i - 1]))
-      throw SchedError("exit trace: exit layers must be ascending and >= 1 (got " + std::to_string(exit_layers_[i]) + ")");
+      throw SchedError("exit trace: exit layers must be ascending and >= 1 (got " +
+                       std::to_string(exit_layers_[i]) + ")");
 }
 
 int ExitTrace::exit_index(int layer) const {
@@ -87,8 +91,9 @@ const ExitRecord* ExitTrace::exit_at(std::size_t i, int layer) const {
 
 void ExitTrace::add(TraceSample s) {
   if (s.exits.size() != exit_layers_.size())
-    throw SchedError("exit trace: sample " + std::to_string(samples_.size()) + " has " + std::to_string(s.exits.size()) +
-                     " exits, the trace " + std::to_string(exit_layers_.size()));
+    throw SchedError("exit trace: sample " + std::to_string(samples_.size()) + " has " +
+                     std::to_string(s.exits.size()) + " exits, the trace " +
+                     std::to_string(exit_layers_.size()));
   if (s.group.find_first_of(",\"\r\n") != std::string::npos)
     throw SchedError("exit trace: group '" + s.group + "' contains a comma, quote or line break");
   samples_.push_back(std::move(s));
@@ -133,16 +138,19 @@ ExitTrace ExitTrace::read(std::istream& in, const std::string& source) {
   const auto header = split_csv(line);
   if (header.size() < 7 || (header.size() - 3) % 4 != 0 || header[0] != "sample" || header[1] != "label" ||
       header[2] != "group")
-    throw SchedError(where(source, 1) + "header must be sample,label,group then pred_N,maxprob_N,entropy_N,margin_N per exit");
+    throw SchedError(where(source, 1) +
+                     "header must be sample,label,group then pred_N,maxprob_N,entropy_N,margin_N per exit");
   std::vector<int> layers;
   for (std::size_t c = 3; c < header.size(); c += 4) {
     const std::string& name = header[c];
-    if (name.rfind(kColumns[0], 0) != 0) throw SchedError(where(source, 1) + "column '" + name + "' should be pred_<layer>");
+    if (name.rfind(kColumns[0], 0) != 0)
+      throw SchedError(where(source, 1) + "column '" + name + "' should be pred_<layer>");
     const std::string layer = name.substr(std::string(kColumns[0]).size());
     const long l = parse_int(layer, where(source, 1), "exit layer");
     for (std::size_t k = 1; k < 4; ++k)
       if (header[c + k] != kColumns[k] + layer)
-        throw SchedError(where(source, 1) + "column '" + header[c + k] + "' should be " + kColumns[k] + layer);
+        throw SchedError(where(source, 1) + "column '" + header[c + k] + "' should be " + kColumns[k] +
+                         layer);
     if (l < 1 || l > 100000) throw SchedError(where(source, 1) + "exit layer " + layer + " out of range");
     layers.push_back(static_cast<int>(l));
   }
@@ -155,9 +163,11 @@ ExitTrace ExitTrace::read(std::istream& in, const std::string& source) {
     const auto at = where(source, lineno);
     const auto f = split_csv(line);
     if (f.size() != header.size())
-      throw SchedError(at + std::to_string(f.size()) + " fields, the header has " + std::to_string(header.size()));
+      throw SchedError(at + std::to_string(f.size()) + " fields, the header has " +
+                       std::to_string(header.size()));
     if (parse_int(f[0], at, "sample") != static_cast<long>(trace.size()))
-      throw SchedError(at + "sample index " + f[0] + " out of sequence (expected " + std::to_string(trace.size()) + ")");
+      throw SchedError(at + "sample index " + f[0] + " out of sequence (expected " +
+                       std::to_string(trace.size()) + ")");
     TraceSample s;
     const long label = parse_int(f[1], at, "label");
     if (label < -1 || label > 1'000'000) throw SchedError(at + "label " + f[1] + " out of range");
@@ -172,7 +182,8 @@ ExitTrace ExitTrace::read(std::istream& in, const std::string& source) {
       r.entropy = parse_real(f[c + 2], at, "entropy");
       r.margin = parse_real(f[c + 3], at, "margin");
       if (r.max_prob < 0 || r.max_prob > 1 || r.margin < 0 || r.margin > 1 || r.entropy < 0)
-        throw SchedError(at + "confidence measures out of range (maxprob " + f[c + 1] + ", margin " + f[c + 3] + ")");
+        throw SchedError(at + "confidence measures out of range (maxprob " + f[c + 1] + ", margin " +
+                         f[c + 3] + ")");
       s.exits.push_back(r);
     }
     trace.add(std::move(s));

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace ee::sched {
@@ -11,7 +10,8 @@ namespace ee::sched {
 namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-std::vector<double> read_vector(const nlohmann::json& j, const char* key, std::size_t size, const std::string& who) {
+std::vector<double> read_vector(const nlohmann::json& j, const char* key, std::size_t size,
+                                const std::string& who) {
   if (!j.contains(key) || !j[key].is_array() || j[key].size() != size)
     throw SchedError(who + " state: '" + key + "' must be an array of " + std::to_string(size) + " numbers");
   std::vector<double> v;
@@ -37,8 +37,8 @@ void check_positive(double v, const std::string& what) {
 
 // ---- sample means ----
 
-SampleMeanBandit::SampleMeanBandit(std::string name, std::vector<Arm> arms, std::shared_ptr<const CostModel> cost,
-                                   bool unit_scale)
+SampleMeanBandit::SampleMeanBandit(std::string name, std::vector<Arm> arms,
+                                   std::shared_ptr<const CostModel> cost, bool unit_scale)
     : Bandit(std::move(name), std::move(arms), std::move(cost)), unit_scale_(unit_scale) {
   reset();
 }
@@ -50,7 +50,9 @@ void SampleMeanBandit::reset() {
   t_ = 0;
 }
 
-double SampleMeanBandit::mean(std::size_t arm) const { return n_[arm] > 0 ? sum_[arm] / n_[arm] : 0.0; }
+double SampleMeanBandit::mean(std::size_t arm) const {
+  return n_[arm] > 0 ? sum_[arm] / n_[arm] : 0.0;
+}
 
 double SampleMeanBandit::variance(std::size_t arm) const {
   if (n_[arm] <= 0) return 0.0;
@@ -87,7 +89,8 @@ void SampleMeanBandit::restore(const nlohmann::json& j) {
   const std::size_t k = arms().size();
   if (!j.is_object()) throw SchedError(name() + " state: not an object");
   auto t = read_count(j, "t", name());
-  auto n = read_vector(j, "n", k, name()), sum = read_vector(j, "sum", k, name()), sumsq = read_vector(j, "sumsq", k, name());
+  auto n = read_vector(j, "n", k, name()), sum = read_vector(j, "sum", k, name()),
+       sumsq = read_vector(j, "sumsq", k, name());
   t_ = t;
   n_ = std::move(n);
   sum_ = std::move(sum);
@@ -101,14 +104,20 @@ Ucb1::Ucb1(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double 
   check_positive(beta, "ucb1: beta");
 }
 
-std::string Ucb1::name() const { return "ucb1:beta=" + format_value(beta_); }
+std::string Ucb1::name() const {
+  return "ucb1:beta=" + format_value(beta_);
+}
 
-double Ucb1::index(std::size_t arm, double log_t) const { return mean(arm) + beta_ * std::sqrt(log_t / n_[arm]); }
+double Ucb1::index(std::size_t arm, double log_t) const {
+  return mean(arm) + beta_ * std::sqrt(log_t / n_[arm]);
+}
 
 SplitEESide::SplitEESide(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double beta)
     : Ucb1(std::move(arms), std::move(cost), beta) {}
 
-std::string SplitEESide::name() const { return "splitee-s:beta=" + format_value(beta()); }
+std::string SplitEESide::name() const {
+  return "splitee-s:beta=" + format_value(beta());
+}
 
 void SplitEESide::observe(const Arm& played, const Outcome& outcome) {
   Ucb1::observe(played, outcome);
@@ -124,10 +133,13 @@ void SplitEESide::observe(const Arm& played, const Outcome& outcome) {
 
 UcbV::UcbV(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double zeta)
     : SampleMeanBandit("ucb-v", std::move(arms), std::move(cost), /*unit_scale=*/true), zeta_(zeta) {
-  if (!(zeta > 1)) throw SchedError("ucb-v: zeta " + std::to_string(zeta) + " must be > 1 (the bound needs it)");
+  if (!(zeta > 1))
+    throw SchedError("ucb-v: zeta " + std::to_string(zeta) + " must be > 1 (the bound needs it)");
 }
 
-std::string UcbV::name() const { return "ucb-v:zeta=" + format_value(zeta_); }
+std::string UcbV::name() const {
+  return "ucb-v:zeta=" + format_value(zeta_);
+}
 
 double UcbV::index(std::size_t arm, double log_t) const {
   const double e = zeta_ * log_t, n = n_[arm];
@@ -145,14 +157,17 @@ double UcbTuned::index(std::size_t arm, double log_t) const {
 
 // ---- discounted UCB ----
 
-DiscountedUcb::DiscountedUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double gamma, double xi)
+DiscountedUcb::DiscountedUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double gamma,
+                             double xi)
     : Bandit("d-ucb", std::move(arms), std::move(cost)), gamma_(gamma), xi_(xi) {
   if (!(gamma > 0 && gamma < 1)) throw SchedError("d-ucb: gamma " + std::to_string(gamma) + " not in (0, 1)");
   check_positive(xi, "d-ucb: xi");
   reset();
 }
 
-std::string DiscountedUcb::name() const { return "d-ucb:gamma=" + format_value(gamma_) + ",xi=" + format_value(xi_); }
+std::string DiscountedUcb::name() const {
+  return "d-ucb:gamma=" + format_value(gamma_) + ",xi=" + format_value(xi_);
+}
 
 void DiscountedUcb::reset() {
   n_.assign(arms().size(), 0.0);
@@ -180,7 +195,9 @@ std::size_t DiscountedUcb::pick(const std::vector<std::size_t>& candidates, cons
   return argmax(candidates, score);
 }
 
-nlohmann::json DiscountedUcb::state() const { return {{"n", n_}, {"sum", sum_}}; }
+nlohmann::json DiscountedUcb::state() const {
+  return {{"n", n_}, {"sum", sum_}};
+}
 
 void DiscountedUcb::restore(const nlohmann::json& j) {
   if (!j.is_object()) throw SchedError(name() + " state: not an object");
@@ -191,10 +208,11 @@ void DiscountedUcb::restore(const nlohmann::json& j) {
 
 // ---- sliding-window UCB ----
 
-SlidingWindowUcb::SlidingWindowUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, std::size_t window,
-                                   double xi)
+SlidingWindowUcb::SlidingWindowUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost,
+                                   std::size_t window, double xi)
     : Bandit("sw-ucb", std::move(arms), std::move(cost)), window_(window), xi_(xi) {
-  if (window < 1 || window > 10'000'000) throw SchedError("sw-ucb: window " + std::to_string(window) + " not in [1, 1e7]");
+  if (window < 1 || window > 10'000'000)
+    throw SchedError("sw-ucb: window " + std::to_string(window) + " not in [1, 1e7]");
   check_positive(xi, "sw-ucb: xi");
   reset();
 }
@@ -225,7 +243,8 @@ void SlidingWindowUcb::update(std::size_t arm, double reward, const Context&) {
 }
 
 std::size_t SlidingWindowUcb::pick(const std::vector<std::size_t>& candidates, const Context&) {
-  const double log_t = std::log(static_cast<double>(std::max<std::uint64_t>(std::min<std::uint64_t>(t_, window_), 1)));
+  const double log_t =
+      std::log(static_cast<double>(std::max<std::uint64_t>(std::min<std::uint64_t>(t_, window_), 1)));
   std::vector<double> score(arms().size(), -kInf);
   for (std::size_t i : candidates) {
     if (n_[i] < 0.5) return i;  // not seen within the window

@@ -27,7 +27,8 @@ class SampleMeanBandit : public Bandit {
   std::uint64_t rounds() const { return t_; }
 
  protected:
-  SampleMeanBandit(std::string name, std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, bool unit_scale);
+  SampleMeanBandit(std::string name, std::vector<Arm> arms, std::shared_ptr<const CostModel> cost,
+                   bool unit_scale);
   std::size_t pick(const std::vector<std::size_t>& candidates, const Context& ctx) override;
   void update(std::size_t arm, double reward, const Context& ctx) override;
   // Adds a reward to an arm's statistics without counting a round (side observations).
@@ -85,7 +86,8 @@ class UcbTuned final : public SampleMeanBandit {
 
 class DiscountedUcb final : public Bandit {
  public:
-  DiscountedUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double gamma = 0.998, double xi = 0.25);
+  DiscountedUcb(std::vector<Arm> arms, std::shared_ptr<const CostModel> cost, double gamma = 0.998,
+                double xi = 0.25);
   std::string name() const override;
   nlohmann::json state() const override;
   void restore(const nlohmann::json& state) override;
@@ -118,7 +120,7 @@ class SlidingWindowUcb final : public Bandit {
   double xi_;
   std::uint64_t t_ = 0;
   std::deque<std::pair<std::size_t, double>> recent_;  // (arm, [0, 1] reward), oldest first
-  std::vector<double> n_, sum_;                         // over `recent_`
+  std::vector<double> n_, sum_;                        // over `recent_`
 };
 
 }  // namespace ee::sched

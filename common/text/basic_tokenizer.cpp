@@ -5,9 +5,13 @@ namespace {
 
 // A word separator in the raw text. Whitespace that is also a control character (U+000B, U+000C, U+0085)
 // is removed by HF's clean-up before it splits on whitespace, so it joins its neighbours instead.
-bool separates_words(char32_t c) { return is_whitespace(c) && !is_control(c); }
+bool separates_words(char32_t c) {
+  return is_whitespace(c) && !is_control(c);
+}
 
-bool removed_by_cleanup(char32_t c) { return c == 0 || c == 0xFFFD || is_control(c); }
+bool removed_by_cleanup(char32_t c) {
+  return c == 0 || c == 0xFFFD || is_control(c);
+}
 
 }  // namespace
 

@@ -35,12 +35,14 @@ BertTokenizer::BertTokenizer(Vocab vocab, TokenizerOptions options)
     : options_(options), basic_(options.normalizer), wordpiece_(std::move(vocab), options.max_word_chars) {
   // Room for [CLS] a [SEP] b [SEP]: fewer would leave a pair no token of its own.
   if (options_.max_length < 3)
-    throw TokenizerError("tokenizer max_length must be at least 3, got " + std::to_string(options_.max_length));
+    throw TokenizerError("tokenizer max_length must be at least 3, got " +
+                         std::to_string(options_.max_length));
 }
 
 BertTokenizer BertTokenizer::load(const std::filesystem::path& dir, int max_length) {
   const auto config = dir / "tokenizer_config.json";
-  TokenizerOptions options = std::filesystem::exists(config) ? read_tokenizer_config(config) : TokenizerOptions{};
+  TokenizerOptions options =
+      std::filesystem::exists(config) ? read_tokenizer_config(config) : TokenizerOptions{};
   if (max_length > 0) options.max_length = max_length;
   return BertTokenizer(Vocab::load(dir / "vocab.txt"), options);
 }
@@ -51,15 +53,15 @@ BertTokenizer BertTokenizer::for_model(const std::filesystem::path& dir, const m
   BertTokenizer t = load(dir);
   const auto vocab_file = (dir / "vocab.txt").string();
   if (t.vocab().size() != config.vocab_size)
-    throw TokenizerError(vocab_file + " has " + std::to_string(t.vocab().size()) + " tokens but config.json says vocab_size " +
-                         std::to_string(config.vocab_size));
+    throw TokenizerError(vocab_file + " has " + std::to_string(t.vocab().size()) +
+                         " tokens but config.json says vocab_size " + std::to_string(config.vocab_size));
   if (t.vocab().pad_id() != config.pad_token_id)
     throw TokenizerError(vocab_file + ": [PAD] is token " + std::to_string(t.vocab().pad_id()) +
                          " but config.json says pad_token_id " + std::to_string(config.pad_token_id));
   t.options_.max_length = std::min(t.options_.max_length, config.max_position_embeddings);
   if (t.options_.max_length < 3)
-    throw TokenizerError(dir.string() + ": max_position_embeddings " + std::to_string(config.max_position_embeddings) +
-                         " leaves no room for text");
+    throw TokenizerError(dir.string() + ": max_position_embeddings " +
+                         std::to_string(config.max_position_embeddings) + " leaves no room for text");
   return t;
 }
 
@@ -122,7 +124,8 @@ model::TokenBatch BertTokenizer::pad(std::span<const Encoding> encodings, int32_
   batch.token_type_ids.assign(encodings.size() * t, 0);
   for (size_t b = 0; b < encodings.size(); ++b) {
     std::copy(encodings[b].ids.begin(), encodings[b].ids.end(), batch.input_ids.begin() + b * t);
-    std::copy(encodings[b].type_ids.begin(), encodings[b].type_ids.end(), batch.token_type_ids.begin() + b * t);
+    std::copy(encodings[b].type_ids.begin(), encodings[b].type_ids.end(),
+              batch.token_type_ids.begin() + b * t);
     batch.lengths.push_back(encodings[b].length());
   }
   return batch;
@@ -135,7 +138,8 @@ model::TokenBatch BertTokenizer::encode_batch(std::span<const std::string> texts
   return pad(encodings, vocab().pad_id());
 }
 
-model::TokenBatch BertTokenizer::encode_pair_batch(std::span<const std::pair<std::string, std::string>> pairs) const {
+model::TokenBatch BertTokenizer::encode_pair_batch(
+    std::span<const std::pair<std::string, std::string>> pairs) const {
   std::vector<Encoding> encodings;
   encodings.reserve(pairs.size());
   for (const auto& [a, b] : pairs) encodings.push_back(encode_pair(a, b));

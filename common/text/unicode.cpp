@@ -78,7 +78,8 @@ void append_utf16(const char16_t* s, int32_t n, CodePoints& out) {
 
 void check(UErrorCode status, const char* what) {
   // Only reachable if ICU's data library is missing or memory runs out: not an input problem.
-  if (U_FAILURE(status)) throw std::runtime_error(std::string("ICU ") + what + " failed: " + u_errorName(status));
+  if (U_FAILURE(status))
+    throw std::runtime_error(std::string("ICU ") + what + " failed: " + u_errorName(status));
 }
 
 bool all_ascii(const CodePoints& s) {
@@ -154,7 +155,8 @@ bool is_control(char32_t c) {
 }
 
 bool is_punctuation(char32_t c) {
-  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
+  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126))
+    return true;
   return c >= 0x80 && u_ispunct(static_cast<UChar32>(c));
 }
 
@@ -206,8 +208,9 @@ CodePoints lowercase(const CodePoints& s) {
     const std::u16string one = to_utf16(CodePoints(1, c));
     char16_t buf[8];
     UErrorCode status = U_ZERO_ERROR;
-    const int32_t n = u_strToLower(reinterpret_cast<UChar*>(buf), 8, reinterpret_cast<const UChar*>(one.data()),
-                                   static_cast<int32_t>(one.size()), "", &status);
+    const int32_t n =
+        u_strToLower(reinterpret_cast<UChar*>(buf), 8, reinterpret_cast<const UChar*>(one.data()),
+                     static_cast<int32_t>(one.size()), "", &status);
     check(status, "lower-casing");
     append_utf16(buf, n, out);
   }

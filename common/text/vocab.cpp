@@ -28,7 +28,8 @@ Vocab Vocab::parse(std::istream& in, const std::string& source) {
   int line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    if (!is_valid_utf8(line)) throw TokenizerError(source + ":" + std::to_string(line_no) + ": not valid UTF-8");
+    if (!is_valid_utf8(line))
+      throw TokenizerError(source + ":" + std::to_string(line_no) + ": not valid UTF-8");
     tokens.push_back(trim_end(std::move(line)));
   }
   if (in.bad()) throw TokenizerError(source + ": read error");

@@ -4,9 +4,11 @@
 
 namespace ee::text {
 
-WordPiece::WordPiece(Vocab vocab, int max_word_chars) : vocab_(std::move(vocab)), max_word_chars_(max_word_chars) {
+WordPiece::WordPiece(Vocab vocab, int max_word_chars)
+    : vocab_(std::move(vocab)), max_word_chars_(max_word_chars) {
   if (max_word_chars_ < 1)
-    throw TokenizerError("WordPiece: max_word_chars must be positive, got " + std::to_string(max_word_chars_));
+    throw TokenizerError("WordPiece: max_word_chars must be positive, got " +
+                         std::to_string(max_word_chars_));
 }
 
 void WordPiece::tokenize(const CodePoints& word, std::vector<int32_t>& out) const {

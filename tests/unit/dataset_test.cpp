@@ -1,10 +1,10 @@
 // IDX reading on the committed Fashion-MNIST sample, and refusal of files that lie about their contents.
+#include "sim/dataset.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include "sim/dataset.hpp"
 
 namespace ee::sim {
 namespace {
@@ -13,7 +13,8 @@ namespace fs = std::filesystem;
 const fs::path kSample = fs::path(EE_SOURCE_DIR) / "models/fmnist-vit/sample";
 
 TEST(Idx, ReadsTheCommittedGzippedSample) {
-  const ImageDataset ds = load_idx(kSample / "t1k-images-idx3-ubyte.gz", kSample / "t1k-labels-idx1-ubyte.gz");
+  const ImageDataset ds =
+      load_idx(kSample / "t1k-images-idx3-ubyte.gz", kSample / "t1k-labels-idx1-ubyte.gz");
   EXPECT_EQ(ds.count, 1000);
   EXPECT_EQ(ds.rows, 28);
   EXPECT_EQ(ds.cols, 28);

@@ -74,7 +74,8 @@ TEST(ExitDecider, ThresholdMeasuresCompareInTheRightDirection) {
 }
 
 TEST(ExitDecider, PatienceExitsAfterKAgreeingExitsAndResetsOnChange) {
-  // PABEE with patience 2: predictions 1, 1, 2, 2, 2 -> exit at the fifth exit (two agreements after a change).
+  // PABEE with patience 2: predictions 1, 1, 2, 2, 2 -> exit at the fifth exit (two agreements after a
+  // change).
   ExitDecider d(ExitRule::parse("patience:2"));
   const int labels[] = {1, 1, 2, 2, 2};
   std::vector<bool> fired;
@@ -99,22 +100,25 @@ class EarlyExitOnReferenceModel : public ::testing::Test {
 TEST_F(EarlyExitOnReferenceModel, BatchedRunAnswersEverySampleExactlyAsBatchOne) {
   for (const char* spec : {"max_prob:0.9", "entropy:0.1", "patience:1", "max_prob:1.1"}) {
     const ExitRule rule = ExitRule::parse(spec);
-    const EarlyExitRun all = run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(), rule, ws);
+    const EarlyExitRun all =
+        run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(), rule, ws);
     EXPECT_EQ(all.remaining.batch(), 0);
     for (int b = 0; b < batch; ++b) {
       const auto one_px = std::span(pixels).subspan(b * 784, 784);
-      const EarlyExitRun one = run_with_exits(*model, model->embed_images(one_px, 1), model->num_layers(), rule, ws);
+      const EarlyExitRun one =
+          run_with_exits(*model, model->embed_images(one_px, 1), model->num_layers(), rule, ws);
       ASSERT_TRUE(all.results[b] && one.results[0]) << spec;
       EXPECT_EQ(all.results[b]->layer, one.results[0]->layer) << spec << " sample " << b;
-      EXPECT_EQ(all.results[b]->confidence.label, one.results[0]->confidence.label) << spec << " sample " << b;
+      EXPECT_EQ(all.results[b]->confidence.label, one.results[0]->confidence.label)
+          << spec << " sample " << b;
       EXPECT_NEAR(all.results[b]->confidence.max_prob, one.results[0]->confidence.max_prob, 1e-5);
     }
   }
 }
 
 TEST_F(EarlyExitOnReferenceModel, ImpossibleThresholdRunsEverySampleToTheLastLayer) {
-  const EarlyExitRun run =
-      run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(), ExitRule::parse("max_prob:1.1"), ws);
+  const EarlyExitRun run = run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(),
+                                          ExitRule::parse("max_prob:1.1"), ws);
   for (const auto& r : run.results) EXPECT_EQ(r->layer, model->num_layers());
 }
 
@@ -131,7 +135,8 @@ TEST_F(EarlyExitOnReferenceModel, StoppingAtTheSplitHandsOverTheUndecidedSamples
   const EarlyExitRun cloud = run_with_exits(*model, edge.remaining, model->num_layers(), rule, ws);
   for (const auto& r : cloud.results) ASSERT_TRUE(r.has_value());
   // Same answers as running on one machine.
-  const EarlyExitRun whole = run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(), rule, ws);
+  const EarlyExitRun whole =
+      run_with_exits(*model, model->embed_images(pixels, batch), model->num_layers(), rule, ws);
   for (int i = 0; i < edge.remaining.batch(); ++i) {
     const int input = edge.remaining_index[i];
     EXPECT_EQ(cloud.results[i]->layer, whole.results[input]->layer);

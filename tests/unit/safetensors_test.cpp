@@ -1,5 +1,7 @@
 // The loader must refuse broken or lying files with a message that names the problem, and never read
 // outside the file.
+#include "common/model/safetensors.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +10,6 @@
 
 #include "common/model/config.hpp"
 #include "common/model/multi_exit_model.hpp"
-#include "common/model/safetensors.hpp"
 
 namespace ee::model {
 namespace {
@@ -158,7 +159,8 @@ TEST_F(SafeTensorsFile, ModelRejectsExtraTensorsAndNamesThem) {
     data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
     offset += t.data.size();
   }
-  h["vit.encoder.layer.99.output.dense.bias"] = {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {offset, offset + 4}}};
+  h["vit.encoder.layer.99.output.dense.bias"] = {
+      {"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {offset, offset + 4}}};
   data.append(4, '\0');
   const std::string text = h.dump();
   {
@@ -185,16 +187,25 @@ TEST_F(SafeTensorsFile, ModelRejectsConfigThatDisagreesWithTheWeights) {
     MultiExitModel::load(dir);
     FAIL() << "mismatched config accepted";
   } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find("intermediate.dense.weight' has shape"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("intermediate.dense.weight' has shape"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST(Config, RejectsBadFieldsWithTheirNames) {
-  const nlohmann::json good = {{"model_type", "vit"},  {"hidden_size", 64},     {"num_hidden_layers", 2},
-                               {"num_attention_heads", 4}, {"intermediate_size", 256}, {"layer_norm_eps", 1e-6},
-                               {"image_size", 28},      {"patch_size", 7},       {"num_channels", 1},
-                               {"image_mean", {0.5}},   {"image_std", {0.5}},
-                               {"early_exit", {{"exit_layers", {1, 2}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}}};
+  const nlohmann::json good = {
+      {"model_type", "vit"},
+      {"hidden_size", 64},
+      {"num_hidden_layers", 2},
+      {"num_attention_heads", 4},
+      {"intermediate_size", 256},
+      {"layer_norm_eps", 1e-6},
+      {"image_size", 28},
+      {"patch_size", 7},
+      {"num_channels", 1},
+      {"image_mean", {0.5}},
+      {"image_std", {0.5}},
+      {"early_exit", {{"exit_layers", {1, 2}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}}};
   EXPECT_NO_THROW(Config::parse(good));
   auto with = [&](const std::string& key, const nlohmann::json& value) {
     nlohmann::json j = good;
@@ -207,8 +218,10 @@ TEST(Config, RejectsBadFieldsWithTheirNames) {
       {with("hidden_size", "big"), "'hidden_size' has the wrong type"},
       {with("image_std", {0.0}), "image_std"},
       {with("hidden_act", "relu"), "hidden_act 'relu'"},
-      {with("early_exit", {{"exit_layers", {1}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}), "must end with the last layer"},
-      {with("early_exit", {{"exit_layers", {2, 1, 2}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}), "ascending"},
+      {with("early_exit", {{"exit_layers", {1}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}),
+       "must end with the last layer"},
+      {with("early_exit", {{"exit_layers", {2, 1, 2}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}),
+       "ascending"},
       {with("early_exit", {{"exit_layers", {1, 2}}, {"head", "mlp"}, {"labels", {"a", "b"}}}), "head 'mlp'"},
   };
   for (const auto& [j, needle] : cases) {

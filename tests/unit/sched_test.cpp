@@ -1,17 +1,15 @@
 // common/sched: bandit policies, cost models, state files and the threshold controller on synthetic problems.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include "common/sched/cost_model.hpp"
 #include "common/sched/factory.hpp"
@@ -28,7 +26,8 @@ namespace ee::sched {
 namespace {
 
 // Pseudo-regret of a bandit fed Bernoulli rewards with the given means for T rounds.
-double bernoulli_regret(Bandit& bandit, const std::vector<double>& means, std::size_t rounds, std::uint64_t seed) {
+double bernoulli_regret(Bandit& bandit, const std::vector<double>& means, std::size_t rounds,
+                        std::uint64_t seed) {
   Rng rng(seed);
   const double best = *std::max_element(means.begin(), means.end());
   double regret = 0;
@@ -82,7 +81,8 @@ TEST(UcbV, RegretIsSmallOnTwelveArmBernoulli) {
 }
 
 // Share of pulls of `arm` in rounds [from, to) of a problem whose means switch at `change`.
-double share_after_change(Bandit& bandit, std::size_t arm, std::size_t change, std::size_t from, std::size_t to) {
+double share_after_change(Bandit& bandit, std::size_t arm, std::size_t change, std::size_t from,
+                          std::size_t to) {
   const std::vector<double> before = {0.9, 0.5, 0.3}, after = {0.4, 0.6, 0.3};
   Rng rng(11);
   std::size_t hits = 0;
@@ -155,7 +155,8 @@ TEST(SloFilter, ArmsPredictedToMissTheSloAreNeverChosen) {
   Context slow;
   slow.bandwidth_mbps = 1;  // 4352 B -> ~35 ms: every offloading arm misses 20 ms
   slow.rtt_ms = 10;
-  for (const std::string spec : {"ucb1", "splitee-s", "ucb-v", "ucb-tuned", "d-ucb", "sw-ucb", "linucb", "thompson"}) {
+  for (const std::string spec :
+       {"ucb1", "splitee-s", "ucb-v", "ucb-tuned", "d-ucb", "sw-ucb", "linucb", "thompson"}) {
     auto policy = make_policy(spec, {6, cost, 1, {}, nullptr});
     auto& bandit = dynamic_cast<Bandit&>(*policy);
     for (int t = 0; t < 300; ++t) {
@@ -183,7 +184,8 @@ TEST(SloFilter, WithNoFeasibleArmTheFastestIsChosen) {
   deadline.deadline_ms = 40;  // a request deadline tightens the SLO the same way
   p.slo_ms.reset();
   Ucb1 ucb2(split_arms(6), std::make_shared<LatencyCost>(p));
-  for (std::size_t i : ucb2.candidates(deadline)) EXPECT_LE(*ucb2.cost_model()->predicted_latency_ms(static_cast<int>(i), deadline), 40);
+  for (std::size_t i : ucb2.candidates(deadline))
+    EXPECT_LE(*ucb2.cost_model()->predicted_latency_ms(static_cast<int>(i), deadline), 40);
 }
 
 TEST(SplitEECost, RewardsFollowThePaper) {
@@ -225,7 +227,13 @@ TEST(SplitEESide, ShallowerArmsLearnFromEverySample) {
 }
 
 std::vector<std::string> learning_specs() {
-  return {"ucb1", "splitee-s", "ucb-v", "ucb-tuned", "d-ucb:gamma=0.99", "sw-ucb:window=50", "linucb:alpha=0.5",
+  return {"ucb1",
+          "splitee-s",
+          "ucb-v",
+          "ucb-tuned",
+          "d-ucb:gamma=0.99",
+          "sw-ucb:window=50",
+          "linucb:alpha=0.5",
           "thompson:seed=9"};
 }
 
@@ -244,7 +252,9 @@ std::vector<int> drive(Policy& policy, std::size_t rounds, std::uint64_t seed) {
     o.threshold = 0.9;
     for (int l = 1; l <= arm.split; ++l) o.exits.push_back({l, 0, 0.5 + 0.08 * l * uniform01(rng)});
     const bool exits = arm.split > 0 && arm.split < 6 && o.exits.back().confidence >= 0.9;
-    o.answered_by = arm.split == 6 ? AnsweredBy::edge_final : exits ? AnsweredBy::edge_exit : AnsweredBy::cloud;
+    o.answered_by = arm.split == 6 ? AnsweredBy::edge_final
+                    : exits        ? AnsweredBy::edge_exit
+                                   : AnsweredBy::cloud;
     o.answer_confidence = exits ? o.exits.back().confidence : 0.97;
     if (!exits) o.final_confidence = 0.97;
     policy.observe(arm, o);
@@ -252,7 +262,9 @@ std::vector<int> drive(Policy& policy, std::size_t rounds, std::uint64_t seed) {
   return choices;
 }
 
-std::shared_ptr<const CostModel> splitee6() { return std::make_shared<SplitEECost>(SplitEEParams{6, 0.1, 0.5}); }
+std::shared_ptr<const CostModel> splitee6() {
+  return std::make_shared<SplitEECost>(SplitEEParams{6, 0.1, 0.5});
+}
 
 TEST(Policies, SameSeedSameChoices) {
   for (const auto& spec : learning_specs()) {
@@ -266,7 +278,8 @@ TEST(Policies, SameSeedSameChoices) {
 }
 
 std::filesystem::path temp_file(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("ee_sched_test_" + std::to_string(::getpid()) + "_" + name);
+  return std::filesystem::temp_directory_path() /
+         ("ee_sched_test_" + std::to_string(::getpid()) + "_" + name);
 }
 
 TEST(State, SaveRestoreRoundTripContinuesIdentically) {
@@ -307,8 +320,9 @@ TEST(State, CorruptOrMismatchedFilesAreRejectedAndThePolicyStartsFresh) {
   auto write = [&](const std::string& s) { std::ofstream(path, std::ios::trunc) << s; };
   auto fresh = make_policy("ucb1", {6, splitee6(), 0, {}, nullptr});
   const auto fresh_choices = drive(*fresh, 50, 9);
-  for (const std::string& bad : {text.substr(0, text.size() / 2), std::string("{\"format\":\"eesplit-sched-state\",\"version\":99}"),
-                                 std::string("not json at all")}) {
+  for (const std::string& bad :
+       {text.substr(0, text.size() / 2), std::string("{\"format\":\"eesplit-sched-state\",\"version\":99}"),
+        std::string("not json at all")}) {
     write(bad);
     auto p = make_policy("ucb1", {6, splitee6(), 0, {}, nullptr});
     drive(*p, 100, 1);
@@ -343,7 +357,8 @@ TEST(Factory, BuildsEveryPolicyAndRejectsTypos) {
   EXPECT_THROW(make_policy("sw-ucb:window=abc", {6, cost, 0, {}, nullptr}), SchedError);
   EXPECT_THROW(make_policy("sw-ucb:window=0", {6, cost, 0, {}, nullptr}), SchedError);
   EXPECT_THROW(make_policy("fixed:split=7", {6, cost, 0, {}, nullptr}), SchedError);
-  EXPECT_THROW(make_policy("oracle-fixed", {6, cost, 0, {}, nullptr}), SchedError) << "an oracle needs a table";
+  EXPECT_THROW(make_policy("oracle-fixed", {6, cost, 0, {}, nullptr}), SchedError)
+      << "an oracle needs a table";
   EXPECT_THROW(make_policy("ucb1", {6, cost, 0, {}, nullptr})->observe({9, {}}, Outcome{}), SchedError);
 }
 
@@ -414,7 +429,8 @@ TEST(ThresholdController, FromABadThresholdReachesTheBudgetAndStaysWithinIt) {
     ctl.observe(arm, o);
     if ((t + 1) % block == 0) {
       const double rate = static_cast<double>(disagreements) / block;
-      if (t + 1 > block) worst_late_block = std::max(worst_late_block, rate);  // the first block pays for the bad start
+      if (t + 1 > block)
+        worst_late_block = std::max(worst_late_block, rate);  // the first block pays for the bad start
       disagreements = 0;
     }
   }
@@ -438,9 +454,9 @@ TEST(ThresholdController, EstimateUsesOffloadedSamplesExactlyAndAuditsAsASample)
     if (!exited || audited) o.final_prediction = 0;
     ctl.observe(arm, o);
   };
-  for (int i = 0; i < 50; ++i) feed(0.4, false, false, i < 10);   // offloaded, 10 disagree at 0.4
-  for (int i = 0; i < 40; ++i) feed(0.8, true, false, false);     // exits, unseen
-  for (int i = 0; i < 10; ++i) feed(0.8, true, true, i < 1);      // audited, 1 of 10 disagrees
+  for (int i = 0; i < 50; ++i) feed(0.4, false, false, i < 10);  // offloaded, 10 disagree at 0.4
+  for (int i = 0; i < 40; ++i) feed(0.8, true, false, false);    // exits, unseen
+  for (int i = 0; i < 10; ++i) feed(0.8, true, true, i < 1);     // audited, 1 of 10 disagrees
   const auto at_03 = ctl.estimate(0.3), at_06 = ctl.estimate(0.6);
   EXPECT_NEAR(at_03.point, 10.0 / 100 + 0.5 * 0.1, 1e-12);
   EXPECT_NEAR(at_06.point, 0.5 * 0.1, 1e-12);

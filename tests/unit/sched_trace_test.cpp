@@ -28,9 +28,10 @@ TEST(ExitTrace, CsvRoundTrip) {
   const ExitTrace t = small_trace();
   std::stringstream buf;
   t.write(buf);
-  EXPECT_EQ(buf.str().substr(0, buf.str().find('\n')),
-            "sample,label,group,pred_1,maxprob_1,entropy_1,margin_1,pred_2,maxprob_2,entropy_2,margin_2,pred_3,"
-            "maxprob_3,entropy_3,margin_3");
+  EXPECT_EQ(
+      buf.str().substr(0, buf.str().find('\n')),
+      "sample,label,group,pred_1,maxprob_1,entropy_1,margin_1,pred_2,maxprob_2,entropy_2,margin_2,pred_3,"
+      "maxprob_3,entropy_3,margin_3");
   const ExitTrace r = ExitTrace::read(buf, "mem");
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r.exit_layers(), (std::vector<int>{1, 2, 3}));
@@ -97,7 +98,8 @@ TEST(Replay, OutcomeFollowsSplitEE) {
   EXPECT_TRUE(o.exited() && o.audited && o.sent);
   EXPECT_EQ(*o.final_prediction, 7);
   EXPECT_EQ(simulate_outcome(t, 1, {0, {}}, 0.9, Confidence::max_prob, false).answered_by, AnsweredBy::cloud);
-  EXPECT_EQ(simulate_outcome(t, 1, {3, {}}, 0.9, Confidence::max_prob, false).answered_by, AnsweredBy::edge_final);
+  EXPECT_EQ(simulate_outcome(t, 1, {3, {}}, 0.9, Confidence::max_prob, false).answered_by,
+            AnsweredBy::edge_final);
   EXPECT_THROW(simulate_outcome(t, 1, {4, {}}, 0.9, Confidence::max_prob, false), SchedError);
 }
 
@@ -123,7 +125,8 @@ Setting splitee_setting(std::size_t passes) {
   s.cost = std::make_shared<SplitEECost>(SplitEEParams{t.num_layers(), 0.1, 0.5});
   s.config.passes = passes;
   s.config.seed = 1;
-  s.table = std::make_shared<RewardTable>(splitee_reward_table(t, split_arms(t.num_layers()), *s.cost, s.config));
+  s.table =
+      std::make_shared<RewardTable>(splitee_reward_table(t, split_arms(t.num_layers()), *s.cost, s.config));
   return s;
 }
 
@@ -144,7 +147,8 @@ TEST(ReferenceTrace, Ucb1AndSplitEESConvergeToTheBestFixedArm) {
     for (std::size_t i = 1; i < r.last_pass_pulls.size(); ++i)
       if (r.last_pass_pulls[i] > r.last_pass_pulls[top]) top = i;
     EXPECT_EQ(policy->arms()[top], best) << spec << " settled on split " << to_string(policy->arms()[top]);
-    const double share = static_cast<double>(r.last_pass_pulls[top]) / static_cast<double>(reference_trace().size());
+    const double share =
+        static_cast<double>(r.last_pass_pulls[top]) / static_cast<double>(reference_trace().size());
     EXPECT_GT(share, 0.8) << spec << ": best arm's share of the last pass";
     EXPECT_LT(r.regret / static_cast<double>(r.samples), 0.01) << spec;
   }

@@ -3,7 +3,6 @@
 // after the embeddings and after every layer, and every exit's logits. Also: the committed 200-mail sample
 // gives PyTorch's predictions, and a model directory with a broken vocabulary or config is refused.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,7 +65,8 @@ class BertGolden : public ::testing::Test {
     Matrix out(std::accumulate(batch.lengths.begin(), batch.lengths.end(), 0), x.cols());
     int r = 0;
     for (int b = 0; b < batch.batch(); ++b) {
-      out.middleRows(r, batch.lengths[b]) = x.middleRows(static_cast<Eigen::Index>(b) * batch.tokens, batch.lengths[b]);
+      out.middleRows(r, batch.lengths[b]) =
+          x.middleRows(static_cast<Eigen::Index>(b) * batch.tokens, batch.lengths[b]);
       r += batch.lengths[b];
     }
     return out;
@@ -74,7 +74,8 @@ class BertGolden : public ::testing::Test {
   Matrix golden_hidden(int depth) const {
     const std::string name = "hidden." + std::to_string(depth);
     const auto& t = golden->at(name);
-    return real_rows(golden->f32(name, t.shape).reshaped<Eigen::RowMajor>(t.shape[0] * t.shape[1], t.shape[2]));
+    return real_rows(
+        golden->f32(name, t.shape).reshaped<Eigen::RowMajor>(t.shape[0] * t.shape[1], t.shape[2]));
   }
   Matrix golden_logits(int layer) const {
     const std::string name = "logits." + std::to_string(layer);
@@ -89,14 +90,17 @@ class BertGolden : public ::testing::Test {
 
 TEST_F(BertGolden, EveryLayerAndExitMatchesPyTorch) {
   ASSERT_GE(batch.batch(), 4);
-  ASSERT_LT(*std::min_element(batch.lengths.begin(), batch.lengths.end()), batch.tokens) << "no padding exercised";
+  ASSERT_LT(*std::min_element(batch.lengths.begin(), batch.lengths.end()), batch.tokens)
+      << "no padding exercised";
   model::Hidden h = model->embed_tokens(batch);
   EXPECT_LE(relative_error(real_rows(h.x), golden_hidden(0)), 1e-4) << "embeddings";
   for (int layer = 1; layer <= model->num_layers(); ++layer) {
     model->run_layers(h, layer, ws);
-    EXPECT_LE(relative_error(real_rows(h.x), golden_hidden(layer)), 1e-4) << "hidden state after layer " << layer;
+    EXPECT_LE(relative_error(real_rows(h.x), golden_hidden(layer)), 1e-4)
+        << "hidden state after layer " << layer;
     if (model->has_exit(layer)) {
-      EXPECT_LE(relative_error(model->exit_logits(h, layer, ws), golden_logits(layer)), 1e-4) << "exit " << layer;
+      EXPECT_LE(relative_error(model->exit_logits(h, layer, ws), golden_logits(layer)), 1e-4)
+          << "exit " << layer;
     }
   }
 }
@@ -165,10 +169,12 @@ TEST_F(BertGolden, SamplePredictionsMatchPyTorch) {
       model->run_layers(h, exit_layers[k], ws);
       const Matrix logits = model->exit_logits(h, exit_layers[k], ws);
       for (size_t s = 0; s < n; ++s) {
-        const Eigen::RowVectorXf p = (logits.row(static_cast<Eigen::Index>(s)).array() - logits.row(s).maxCoeff()).exp();
+        const Eigen::RowVectorXf p =
+            (logits.row(static_cast<Eigen::Index>(s)).array() - logits.row(s).maxCoeff()).exp();
         const size_t base = (static_cast<size_t>(rows[first + s]) * pshape[1] + k) * pshape[2];
         for (Eigen::Index c = 0; c < p.size(); ++c) {
-          EXPECT_NEAR(p[c] / p.sum(), probs[base + c], 1e-4) << "mail " << first + s << " exit " << exit_layers[k];
+          EXPECT_NEAR(p[c] / p.sum(), probs[base + c], 1e-4)
+              << "mail " << first + s << " exit " << exit_layers[k];
         }
         ++checked;
       }
@@ -220,7 +226,8 @@ TEST_F(BrokenModelDir, IntactCopyLoads) {
 TEST_F(BrokenModelDir, DuplicateVocabEntryNamesTheLine) {
   rewrite("vocab.txt", [](std::string v) {  // line 11 becomes a copy of line 10
     std::vector<std::string> lines;
-    for (size_t p = 0, q; (q = v.find('\n', p)) != std::string::npos; p = q + 1) lines.push_back(v.substr(p, q - p));
+    for (size_t p = 0, q; (q = v.find('\n', p)) != std::string::npos; p = q + 1)
+      lines.push_back(v.substr(p, q - p));
     lines[10] = lines[9];
     std::string out;
     for (const auto& l : lines) out += l + "\n";
@@ -236,7 +243,8 @@ TEST_F(BrokenModelDir, MissingSpecialTokenIsNamed) {
 
 TEST_F(BrokenModelDir, VocabularyOfAnotherSizeIsRefused) {
   rewrite("vocab.txt", [](std::string v) { return v + "qqzz-not-a-token\n"; });
-  EXPECT_NE(tokenizer_error().find("tokens but config.json says vocab_size"), std::string::npos) << tokenizer_error();
+  EXPECT_NE(tokenizer_error().find("tokens but config.json says vocab_size"), std::string::npos)
+      << tokenizer_error();
 }
 
 TEST_F(BrokenModelDir, ConfigWithWrongVocabSizeNamesTheTensor) {

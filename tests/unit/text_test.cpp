@@ -19,14 +19,16 @@ using Strings = std::vector<std::string>;
 
 // id = index. Small enough to check every expectation by hand.
 const Strings kTokens = {
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",                                 // 0-4
-    "hello", "world", "un", "##aff", "##able",                                    // 5-9
-    "!", ",", ".", "[", "]", "cl", "##s", "se", "##p",                            // 10-18
-    "cafe", "naive", "the", "spam", "##ing", "free", "$", "#", "##1", "1", "win",   // 19-29
-    "中", "国", "é", "ß", "😀", "a", "##a", "i", "·", "¿", "##é",                 // 30-40
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",                                          // 0-4
+    "hello", "world", "un",    "##aff", "##able",                                          // 5-9
+    "!",     ",",     ".",     "[",     "]",      "cl",   "##s", "se", "##p",              // 10-18
+    "cafe",  "naive", "the",   "spam",  "##ing",  "free", "$",   "#",  "##1", "1", "win",  // 19-29
+    "中",    "国",    "é",     "ß",     "😀",      "a",    "##a", "i",  "·",   "¿", "##é",  // 30-40
 };
 
-Vocab small_vocab() { return Vocab::from_tokens(kTokens, "test-vocab"); }
+Vocab small_vocab() {
+  return Vocab::from_tokens(kTokens, "test-vocab");
+}
 
 BertTokenizer tokenizer(int max_length = 32, bool lowercase = true) {
   TokenizerOptions o;
@@ -35,7 +37,9 @@ BertTokenizer tokenizer(int max_length = 32, bool lowercase = true) {
   return BertTokenizer(small_vocab(), o);
 }
 
-std::vector<int32_t> ids(std::initializer_list<int32_t> v) { return v; }
+std::vector<int32_t> ids(std::initializer_list<int32_t> v) {
+  return v;
+}
 
 // --- Unicode primitives -------------------------------------------------------------------------------
 
@@ -44,32 +48,32 @@ TEST(Unicode, DecodesUtf8AndReplacesIllFormedBytes) {
   EXPECT_EQ(decode_utf8("\xF0\x9F\x98\x80"), CodePoints{0x1F600});
   EXPECT_EQ(decode_utf8("\xFF"), CodePoints{0xFFFD});
   EXPECT_EQ(decode_utf8("\xC0\xAF"), (CodePoints{0xFFFD, 0xFFFD}));  // overlong '/'
-  EXPECT_EQ(decode_utf8("\xED\xA0\x80")[0], 0xFFFDu);                 // encoded surrogate
-  EXPECT_EQ(decode_utf8("\xE4\xB8"), CodePoints{0xFFFD});             // truncated
+  EXPECT_EQ(decode_utf8("\xED\xA0\x80")[0], 0xFFFDu);                // encoded surrogate
+  EXPECT_EQ(decode_utf8("\xE4\xB8"), CodePoints{0xFFFD});            // truncated
   EXPECT_FALSE(is_valid_utf8("ok\xE4\xB8"));
   EXPECT_TRUE(is_valid_utf8("ok \xE4\xB8\xAD"));
   EXPECT_EQ(encode_utf8(decode_utf8("h\xC3\xA9 \xF0\x9F\x98\x80")), "h\xC3\xA9 \xF0\x9F\x98\x80");
 }
 
 TEST(Unicode, ClassifiesLikeBert) {
-  EXPECT_TRUE(is_punctuation(U'$'));    // ASCII symbol, punctuation to BERT
+  EXPECT_TRUE(is_punctuation(U'$'));  // ASCII symbol, punctuation to BERT
   EXPECT_TRUE(is_punctuation(U'`'));
-  EXPECT_TRUE(is_punctuation(0x00BF));  // ¿ Po
-  EXPECT_TRUE(is_punctuation(0x2014));  // em dash Pd
-  EXPECT_TRUE(is_punctuation(0x300C));  // 「 Ps
+  EXPECT_TRUE(is_punctuation(0x00BF));   // ¿ Po
+  EXPECT_TRUE(is_punctuation(0x2014));   // em dash Pd
+  EXPECT_TRUE(is_punctuation(0x300C));   // 「 Ps
   EXPECT_FALSE(is_punctuation(0x20AC));  // € is Sc, not ASCII: stays in its word
   EXPECT_FALSE(is_punctuation(U'a'));
-  EXPECT_TRUE(is_whitespace(0x3000));   // ideographic space
+  EXPECT_TRUE(is_whitespace(0x3000));  // ideographic space
   EXPECT_TRUE(is_whitespace(0x00A0));
   EXPECT_FALSE(is_whitespace(0x200B));  // zero-width space is Cf
   EXPECT_TRUE(is_control(0x200B));
-  EXPECT_TRUE(is_control(0xE000));      // private use: control to HF, not to Google's BERT
+  EXPECT_TRUE(is_control(0xE000));  // private use: control to HF, not to Google's BERT
   EXPECT_TRUE(is_control(0x0007));
   EXPECT_FALSE(is_control(U'\n'));
   EXPECT_TRUE(is_cjk_ideograph(0x4E2D));
   EXPECT_FALSE(is_cjk_ideograph(0x3042));  // Hiragana is not spaced out
   EXPECT_EQ(nfd(CodePoints{0xE9}), (CodePoints{U'e', 0x301}));
-  EXPECT_EQ(lowercase(CodePoints{0x130}), (CodePoints{U'i', 0x307}));  // İ: full mapping
+  EXPECT_EQ(lowercase(CodePoints{0x130}), (CodePoints{U'i', 0x307}));        // İ: full mapping
   EXPECT_EQ(lowercase(CodePoints{0x3A3, U'A'}), (CodePoints{0x3C3, U'a'}));  // Σ: no final-sigma context
 }
 
@@ -100,7 +104,8 @@ TEST(BasicTokenizer, SpacesOutCjkIdeographs) {
   // Kana are not ideographs, so they stay one word; が loses its voicing mark (NFD: か + U+3099, Mn), as in
   // uncased BERT.
   EXPECT_EQ(t.words("ひらがな"), Strings{"ひらかな"});
-  BasicTokenizer off(NormalizerOptions{.lowercase = true, .strip_accents = {}, .tokenize_chinese_chars = false});
+  BasicTokenizer off(
+      NormalizerOptions{.lowercase = true, .strip_accents = {}, .tokenize_chinese_chars = false});
   EXPECT_EQ(off.words("ab中国cd"), Strings{"ab中国cd"});
 }
 
@@ -109,9 +114,13 @@ TEST(BasicTokenizer, DropsControlCharactersWithoutSplitting) {
   EXPECT_EQ(t.words("he\x01llo\x7F"), Strings{"hello"});
   EXPECT_EQ(t.words(std::string("he\0llo", 6)), Strings{"hello"});
   EXPECT_EQ(t.words("zero\xE2\x80\x8Bwidth"), Strings{"zerowidth"});  // U+200B is Cf
-  EXPECT_EQ(t.words("a\x0B" "b"), Strings{"ab"});  // vertical tab: control first, so it joins (as in HF)
-  EXPECT_EQ(t.words("a\xC2\xA0" "b"), (Strings{"a", "b"}));  // no-break space separates
-  EXPECT_EQ(t.words("bad\xFFutf8"), Strings{"badutf8"});      // ill-formed byte -> U+FFFD -> removed
+  EXPECT_EQ(t.words("a\x0B"
+                    "b"),
+            Strings{"ab"});  // vertical tab: control first, so it joins (as in HF)
+  EXPECT_EQ(t.words("a\xC2\xA0"
+                    "b"),
+            (Strings{"a", "b"}));                         // no-break space separates
+  EXPECT_EQ(t.words("bad\xFFutf8"), Strings{"badutf8"});  // ill-formed byte -> U+FFFD -> removed
 }
 
 TEST(BasicTokenizer, StopsWhenTheCallerHasEnough) {
@@ -138,7 +147,7 @@ TEST(WordPiece, WholeWordBecomesUnkWhenAPartDoesNotMatch) {
 
 TEST(WordPiece, WordsLongerThanTheLimitAreUnk) {
   const auto t = tokenizer();
-  EXPECT_EQ(t.tokenize(std::string(100, 'a')).size(), 100u);  // 100 chars: still split
+  EXPECT_EQ(t.tokenize(std::string(100, 'a')).size(), 100u);       // 100 chars: still split
   EXPECT_EQ(t.tokenize(std::string(101, 'a')), Strings{"[UNK]"});  // HF's limit (Google's is 200)
   // The limit counts code points, not bytes: 100 two-byte characters are still split.
   std::string accents;
@@ -295,10 +304,12 @@ TEST(HuggingFaceGolden, MatchesTheRustTokenizer) {
     TokenizerOptions o;
     o.normalizer.lowercase = group["lowercase"].get<bool>();
     o.max_length = group["max_length"].get<int>();
-    const BertTokenizer t(Vocab::load(std::string(EE_SOURCE_DIR) + "/" + group["vocab"].get<std::string>()), o);
+    const BertTokenizer t(Vocab::load(std::string(EE_SOURCE_DIR) + "/" + group["vocab"].get<std::string>()),
+                          o);
     for (const auto& c : group["cases"]) {
       const auto text = c["text"].get<std::string>();
-      const Encoding e = c.contains("pair") ? t.encode_pair(text, c["pair"].get<std::string>()) : t.encode(text);
+      const Encoding e =
+          c.contains("pair") ? t.encode_pair(text, c["pair"].get<std::string>()) : t.encode(text);
       EXPECT_EQ(e.ids, c["ids"].get<std::vector<int32_t>>()) << "text: " << c["text"].dump();
       EXPECT_EQ(e.type_ids, c["type_ids"].get<std::vector<int32_t>>()) << "text: " << c["text"].dump();
       ++checked;
