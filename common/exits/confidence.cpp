@@ -74,17 +74,17 @@ std::string ExitRule::str() const {
 }
 
 bool ExitDecider::should_exit(const Confidence& c) {
-  switch (rule_.measure) {
+  switch (rule.measure) {
     case Measure::max_prob:
-      return c.max_prob >= rule_.threshold;
+      return c.max_prob >= rule.threshold;
     case Measure::entropy:
-      return c.entropy <= rule_.threshold;
+      return c.entropy <= rule.threshold;
     case Measure::margin:
-      return c.margin >= rule_.threshold;
+      return c.margin >= rule.threshold;
     case Measure::patience:
-      streak_ = c.label == last_label_ ? streak_ + 1 : 0;
-      last_label_ = c.label;
-      return streak_ >= rule_.threshold;
+      state.streak = c.label == state.last_label ? state.streak + 1 : 0;
+      state.last_label = c.label;
+      return state.streak >= rule.threshold;
   }
   return false;
 }

@@ -30,18 +30,24 @@ struct ExitRule {
   // "max_prob:0.9", "entropy:0.2", "margin:0.5", "patience:2"; throws std::invalid_argument saying why.
   static ExitRule parse(std::string_view spec);
   std::string str() const;
+  bool operator==(const ExitRule&) const = default;
 };
 
-// One sample's walk through the exits: feed every exit's confidence in layer order.
-class ExitDecider {
- public:
-  explicit ExitDecider(const ExitRule& rule) : rule_(rule) {}
-  bool should_exit(const Confidence& c);
+// Where one sample stands in its walk through the exits. Patience needs it: a streak that started on the
+// edge continues on the cloud, so the state travels with the sample's hidden state (wire::Activation).
+struct ExitState {
+  int last_label = -1;  // prediction of the previous exit; -1 before the first
+  int streak = 0;       // consecutive exits that agreed with the one before
+  bool operator==(const ExitState&) const = default;
+};
 
- private:
-  ExitRule rule_;
-  int last_label_ = -1;
-  int streak_ = 0;  // consecutive exits that agreed with the one before
+// One sample's walk through the exits: feed every exit's confidence in layer order. Plain data, so a
+// decider can be sent across the split and carried on with (split or not, the sample exits at the same
+// layer).
+struct ExitDecider {
+  ExitRule rule;
+  ExitState state;
+  bool should_exit(const Confidence& c);
 };
 
 }  // namespace ee::exits

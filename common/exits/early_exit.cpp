@@ -20,7 +20,7 @@ EarlyExitRun run_with_exits(const model::MultiExitModel& model, model::Hidden h,
   run.results.resize(h.batch());
   run.remaining_index.resize(h.batch());
   for (int i = 0; i < h.batch(); ++i) run.remaining_index[i] = i;
-  std::vector<ExitDecider> deciders(h.batch(), ExitDecider(rule));
+  std::vector<ExitDecider> deciders(h.batch(), ExitDecider{rule, {}});
 
   while (h.depth < to_layer && h.batch() > 0) {
     model.run_layers(h, h.depth + 1, ws);

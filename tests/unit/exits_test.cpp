@@ -63,8 +63,8 @@ TEST(ExitRule, RejectsMalformedSpecs) {
 
 TEST(ExitDecider, ThresholdMeasuresCompareInTheRightDirection) {
   const Confidence sure{3, 0.95f, 0.1f, 0.9f}, unsure{3, 0.5f, 1.2f, 0.1f};
-  ExitDecider max_prob(ExitRule::parse("max_prob:0.9")), entropy(ExitRule::parse("entropy:0.3")),
-      margin(ExitRule::parse("margin:0.5"));
+  ExitDecider max_prob{ExitRule::parse("max_prob:0.9")}, entropy{ExitRule::parse("entropy:0.3")},
+      margin{ExitRule::parse("margin:0.5")};
   EXPECT_TRUE(max_prob.should_exit(sure));
   EXPECT_FALSE(max_prob.should_exit(unsure));
   EXPECT_TRUE(entropy.should_exit(sure));
@@ -76,7 +76,7 @@ TEST(ExitDecider, ThresholdMeasuresCompareInTheRightDirection) {
 TEST(ExitDecider, PatienceExitsAfterKAgreeingExitsAndResetsOnChange) {
   // PABEE with patience 2: predictions 1, 1, 2, 2, 2 -> exit at the fifth exit (two agreements after a
   // change).
-  ExitDecider d(ExitRule::parse("patience:2"));
+  ExitDecider d{ExitRule::parse("patience:2")};
   const int labels[] = {1, 1, 2, 2, 2};
   std::vector<bool> fired;
   for (int l : labels) fired.push_back(d.should_exit(Confidence{l, 0.1f, 2.0f, 0.0f}));
