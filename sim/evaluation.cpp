@@ -58,9 +58,10 @@ RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& dat
   for (int first = 0; first < data.size(); first += batch) {
     const int n = std::min(batch, data.size() - first);
     const auto start = std::chrono::steady_clock::now();
-    exits::EarlyExitRun r = exits::run_with_exits(model, data.embed(first, n), model.num_layers(), rule, ws);
+    runtime::Batch batch(data.embed(first, n), rule, static_cast<uint64_t>(first));
+    std::vector<runtime::Answer> answers = runtime::run_with_exits(model, batch, model.num_layers(), ws);
     run.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (int b = 0; b < n; ++b) run.results[first + b] = *r.results[b];
+    for (runtime::Answer& a : answers) run.results[a.sample.request_id] = std::move(a.exit);
     if (progress) progress(first + n, data.size());
   }
   return run;

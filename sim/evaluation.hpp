@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "common/exits/confidence.hpp"
-#include "common/exits/early_exit.hpp"
 #include "common/model/multi_exit_model.hpp"
 #include "common/model/workspace.hpp"
+#include "common/runtime/early_exit.hpp"
 
 namespace ee::sim {
 
@@ -41,8 +41,8 @@ AllExits evaluate_all_exits(const model::MultiExitModel& model, const EvalDatase
 struct RuleRun {
   exits::ExitRule rule;
   int batch = 1;
-  std::vector<exits::ExitResult> results;  // per sample
-  double seconds = 0;                      // wall time of embedding + layers + exits
+  std::vector<runtime::Exit> results;  // per sample
+  double seconds = 0;                  // wall time of embedding + layers + exits
 };
 RuleRun evaluate_rule(const model::MultiExitModel& model, const EvalDataset& data,
                       const exits::ExitRule& rule, int batch, const Progress& progress = {},

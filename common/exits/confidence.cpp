@@ -7,11 +7,30 @@
 
 namespace ee::exits {
 
-Confidence confidence(std::span<const float> logits) {
+namespace {
+
+void check_logits(std::span<const float> logits) {
   if (logits.size() < 2) throw std::invalid_argument("confidence needs at least two logits");
   for (float v : logits) {
     if (!std::isfinite(v)) throw std::invalid_argument("confidence: logit is not finite");
   }
+}
+
+}  // namespace
+
+std::vector<float> probabilities(std::span<const float> logits) {
+  check_logits(logits);
+  const double top = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - top);
+  std::vector<float> p;
+  p.reserve(logits.size());
+  for (float v : logits) p.push_back(static_cast<float>(std::exp(static_cast<double>(v) - top) / sum));
+  return p;
+}
+
+Confidence confidence(std::span<const float> logits) {
+  check_logits(logits);
   const auto top = std::max_element(logits.begin(), logits.end());
   // Softmax in double relative to the max, so large logits cannot overflow.
   double sum = 0;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ee::exits {
 
@@ -18,6 +19,9 @@ struct Confidence {
 
 // From one sample's logits. Throws std::invalid_argument on fewer than two classes or non-finite logits.
 Confidence confidence(std::span<const float> logits);
+// The softmax of one sample's logits, computed as confidence() does (in double, relative to the max).
+// Same preconditions.
+std::vector<float> probabilities(std::span<const float> logits);
 
 enum class Measure { max_prob, entropy, margin, patience };
 

@@ -27,14 +27,18 @@ Matrix ExitHead::forward(const Hidden& h, Workspace& ws) const {
   MatrixMap cls = ws.get(Workspace::cls, h.batch(), hidden);
   for (int b = 0; b < h.batch(); ++b) cls.row(b) = h.x.row(static_cast<Eigen::Index>(b) * h.tokens);
   MatrixMap features = ws.get(Workspace::pooled, h.batch(), hidden);
-  if (norm_) {
-    (*norm_)(cls, features);
-  } else {
-    (*pooler_)(cls, features);
-    features = features.array().tanh().matrix();
-  }
   Matrix logits(h.batch(), classifier_.out_features());
-  classifier_(features, logits);
+  // Row by row: Eigen picks another product kernel for one row than for several, and a sample's answer
+  // must not depend on the batch it happens to share (the cloud re-batches samples from many edges).
+  for (Eigen::Index b = 0; b < h.batch(); ++b) {
+    if (norm_) {
+      (*norm_)(cls.row(b), features.row(b));
+    } else {
+      (*pooler_)(cls.row(b), features.row(b));
+      features.row(b) = features.row(b).array().tanh().matrix();
+    }
+    classifier_(features.row(b), logits.row(b));
+  }
   return logits;
 }
 

@@ -78,15 +78,24 @@ bool MultiExitModel::has_exit(int layer) const {
 }
 
 void MultiExitModel::run_layers(Hidden& h, int to_layer, Workspace& ws) const {
-  if (to_layer < h.depth || to_layer > num_layers()) {
+  // Daemons build batches from the network: check every size a layer will index with before running one.
+  if (h.depth < 0 || to_layer < h.depth || to_layer > num_layers()) {
     throw ModelError("cannot run from depth " + std::to_string(h.depth) + " to layer " +
                      std::to_string(to_layer) + " of a " + std::to_string(num_layers()) + "-layer model");
   }
-  if (h.x.cols() != config_.hidden_size || h.tokens <= 0 ||
+  if (h.x.cols() != config_.hidden_size || h.tokens <= 0 || h.tokens > config_.max_tokens() ||
       h.x.rows() != static_cast<Eigen::Index>(h.batch()) * h.tokens) {
     throw ModelError("hidden state of " + std::to_string(h.x.rows()) + " x " + std::to_string(h.x.cols()) +
                      " does not match batch " + std::to_string(h.batch()) + " x " + std::to_string(h.tokens) +
-                     " tokens x " + std::to_string(config_.hidden_size));
+                     " tokens (at most " + std::to_string(config_.max_tokens()) + ") x " +
+                     std::to_string(config_.hidden_size));
+  }
+  for (int b = 0; b < h.batch(); ++b) {
+    const int length = h.lengths[static_cast<size_t>(b)];
+    if (length < 1 || length > h.tokens) {
+      throw ModelError("sample " + std::to_string(b) + " has length " + std::to_string(length) +
+                       ", outside 1.." + std::to_string(h.tokens));
+    }
   }
   for (; h.depth < to_layer; ++h.depth) layers_[h.depth]->forward(h, ws);
 }
