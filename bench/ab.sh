@@ -5,7 +5,7 @@
 # several rounds, never one run each (docs/ENGINE.md, "Profiling").
 #
 #   bench/ab.sh FILTER ROUNDS BUILD...
-#   bench/ab.sh 'layer/text/batch:1/threads:2/fast' 4 /tmp/before/engine_bench build/bench/bench/engine_bench
+#   bench/ab.sh 'layer/text/batch:1/threads:2/fast' 4 /tmp/a/engine_bench build/default/bench/engine_bench
 #
 # Models: models/fmnist-vit, models/spam-bert, and the BERT-base layer compare.sh generates (if present).
 set -euo pipefail

@@ -5,7 +5,7 @@
 # plausible thread settings, and batched early-exit throughput; writes the "Engine speed" section of
 # bench/RESULTS.md (bench/report.py). Run it on a quiet machine (load average < 0.5): it says what it saw.
 #
-#   bench/compare.sh                 # full run, ~15 min on 2 cores
+#   bench/compare.sh                 # full run (bench/RESULTS.md says how long it took)
 #   EE_BENCH_REPS=5 bench/compare.sh # fewer repetitions (per case, over all rounds)
 #   EE_BENCH_ROUNDS=5 ...            # interleave ours and the peers in more rounds (default 3)
 #   EE_BENCH_PORTABLE=0 ...          # skip the portable (-march default) build of the ablation
@@ -23,9 +23,9 @@ eval_samples=${EE_BENCH_EVAL_SAMPLES:-2000}
 py=/usr/bin/python3  # Debian's python3-torch; a pyenv python3 earlier on PATH has no torch
 march=$(grep -oP '^EE_MARCH:STRING=\K.*' "$build/CMakeCache.txt" 2>/dev/null || echo native)
 
-# OpenBLAS picks its kernels by CPU model; a model newer than the library (0.3.21 on an Emerald Rapids Xeon,
-# family 6 model 207) gets its generic Prescott (SSE3) kernels, ~6x below the machine's SGEMM peak. That
-# would make PyTorch (on OpenBLAS) and the "% of OpenBLAS peak" columns meaningless, so name the right core.
+# OpenBLAS picks its kernels by CPU model; a model newer than the library gets its generic Prescott (SSE3)
+# kernels, far below the machine's SGEMM peak (bench/RESULTS.md, "The machine"). That would make PyTorch (on
+# OpenBLAS) and the "% of OpenBLAS peak" columns meaningless, so name the right core.
 openblas_core() {
   $py -c "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())"
 }
@@ -69,8 +69,8 @@ echo "compare: load average $load_before (want < 0.5)"
 # so a slow spell of a shared host falls on all of them alike instead of on whichever ran then; the report
 # pools each case's repetitions over the rounds.
 # Within a round, Google Benchmark runs the repetitions of all our cases in random order: in registration
-# order the first mode of each group (ours) ran right after a two-thread case and measured ~10 % slower than
-# when interleaved.
+# order the first mode of each group (ours) ran right after a two-thread case and measured slower than when
+# interleaved (docs/ENGINE.md, "Profiling").
 reps_per_round=$(((reps + rounds - 1) / rounds))
 bench_args=(--benchmark_repetitions="$reps_per_round" --benchmark_min_time="$min_time" --benchmark_format=json
   --benchmark_enable_random_interleaving=true)

@@ -41,8 +41,9 @@ LayerNorm layer_norm(WeightLoader& w, const std::string& name, int64_t size, flo
   return {w.vec(name + "weight", size), w.vec(name + "bias", size), eps};
 }
 
-// Below this many FLOPs a layer runs on one thread: a join costs about a microsecond, a 17-token ViT layer
-// (~1.8 MFLOP) takes ~30 us in all, and its 64-column GEMMs do not split into useful pieces.
+// Below this many FLOPs a layer runs on one thread: its joins would cost more than the split saves (the
+// 17-token ViT layer, 1.8 MFLOP, is below; docs/ENGINE.md), and its 64-column GEMMs do not split into
+// useful pieces.
 constexpr double kMinParallelFlops = 4e6;
 // Up to this many bytes of weights after the attention, threads inside a layer split its rows, not columns.
 constexpr double kRowSplitWeightBytes = 1 << 20;

@@ -27,9 +27,9 @@ blasint blas_int(Eigen::Index v) {
   return static_cast<blasint>(v);
 }
 
-// OpenBLAS picks its kernels by CPU model, and a model newer than the library gets generic SSE3 kernels:
-// 0.3.21 (Debian 12) on an Emerald Rapids Xeon runs "Prescott", ~6x below the machine. Said once, on the
-// first product that uses OpenBLAS (with AVX-512F the engine uses none).
+// OpenBLAS picks its kernels by CPU model, and a model newer than the library gets its generic SSE3
+// ("Prescott") kernels, far below what the CPU can do (docs/ENGINE.md). Said once, on the first product
+// that uses OpenBLAS (with AVX-512F the engine uses none).
 void check_blas_core() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -171,8 +171,8 @@ void softmax_scaled(float* s, Eigen::Index ld, Eigen::Index rows, Eigen::Index c
     float* row = s + r * ld;
     // Explicit packets: GCC does not vectorise a loop over exp_fast, and Eigen's own exp expression peels
     // unaligned elements into scalar calls. The tail (< one packet) is scalar. The maximum too: a scalar
-    // running maximum is a chain of dependent max instructions, 4 cycles each on Intel cores, and was 70 %
-    // of this function on a 128-key row.
+    // running maximum is a chain of dependent max instructions, each waiting for the one before
+    // (docs/ENGINE.md, "Vectorised math").
     using Packet = Eigen::internal::packet_traits<float>::type;
     constexpr Eigen::Index lanes = Eigen::internal::packet_traits<float>::size;
     float max = row[0];
