@@ -4,6 +4,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ee::model {
@@ -45,6 +46,8 @@ struct Config {
   int max_tokens() const;
 
   static Config parse(const nlohmann::json& j);  // validates; throws ModelError naming the field
+  // The text of a config.json; `source` (its path) starts every error message.
+  static Config parse(std::string_view text, const std::string& source);
   static Config load(const std::filesystem::path& config_json);
 };
 

@@ -42,8 +42,9 @@ std::string sha256_hex(std::span<const std::byte> a, std::span<const std::byte> 
 }  // namespace
 
 std::shared_ptr<const MultiExitModel> MultiExitModel::load(const std::filesystem::path& dir) {
+  // Parsed from the very bytes that are hashed, so the hash always names the config in use.
   const std::string config_text = read_file(dir / "config.json");
-  Config config = Config::load(dir / "config.json");
+  Config config = Config::parse(config_text, (dir / "config.json").string());
   auto weights = SafeTensors::open(dir / "model.safetensors");
   std::string hash = sha256_hex(std::as_bytes(std::span(config_text)), weights->bytes());
   return std::make_shared<const MultiExitModel>(std::move(config), std::move(weights), std::move(hash));

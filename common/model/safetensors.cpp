@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -30,6 +31,30 @@ std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
+}
+
+// Bytes a tensor of this shape and element size needs; false if that does not fit in int64 (every
+// dimension may be plausible on its own while their product wraps).
+bool byte_count(const std::vector<int64_t>& shape, size_t elem, int64_t& bytes) {
+  bytes = static_cast<int64_t>(elem);
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(bytes, d, &bytes)) return false;
+  }
+  return true;
+}
+
+// The format's rule: __metadata__ maps strings to strings.
+void check_metadata(const nlohmann::json& metadata, const std::string& where) {
+  if (!metadata.is_object()) {
+    throw ModelError(where + "__metadata__ must be an object of strings, got " +
+                     std::string(metadata.type_name()));
+  }
+  for (const auto& [key, value] : metadata.items()) {
+    if (!value.is_string()) {
+      throw ModelError(where + "__metadata__ '" + key + "' must be a string, got " +
+                       std::string(value.type_name()));
+    }
+  }
 }
 
 }  // namespace
@@ -88,13 +113,30 @@ void SafeTensors::parse_header() {
   const uint64_t data_size = size_ - 8 - header_len;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& [name, info] : header.items()) {
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__") {
+      check_metadata(info, where);
+      continue;
+    }
     const std::string what = where + "tensor '" + name + "': ";
     TensorView t;
     try {
       t.dtype = info.at("dtype").get<std::string>();
-      t.shape = info.at("shape").get<std::vector<int64_t>>();
-      const auto offsets = info.at("data_offsets").get<std::vector<uint64_t>>();
+      // get<>() would truncate 2.5 to 2 and wrap -1 to 2^64 - 1: sizes and offsets must be whole numbers.
+      const auto& shape = info.at("shape");
+      const auto& offset_list = info.at("data_offsets");
+      const auto integers = [](const nlohmann::json& list, bool non_negative) {
+        return list.is_array() && std::all_of(list.begin(), list.end(), [&](const nlohmann::json& v) {
+                 return non_negative ? v.is_number_unsigned() : v.is_number_integer();
+               });
+      };
+      if (!integers(shape, false)) {
+        throw ModelError(what + "shape " + shape.dump() + " is not a list of integers");
+      }
+      if (!integers(offset_list, true)) {
+        throw ModelError(what + "data_offsets " + offset_list.dump() + " are not non-negative integers");
+      }
+      t.shape = shape.get<std::vector<int64_t>>();
+      const auto offsets = offset_list.get<std::vector<uint64_t>>();
       if (offsets.size() != 2) throw ModelError(what + "data_offsets must have two entries");
       if (offsets[0] > offsets[1] || offsets[1] > data_size) {
         throw ModelError(what + "data_offsets [" + std::to_string(offsets[0]) + ", " +
@@ -106,11 +148,15 @@ void SafeTensors::parse_header() {
       for (int64_t d : t.shape) {
         if (d < 0 || d > (int64_t{1} << 40)) throw ModelError(what + "bad shape " + shape_str(t.shape));
       }
+      int64_t needed = 0;
+      if (!byte_count(t.shape, elem, needed)) {
+        throw ModelError(what + "shape " + shape_str(t.shape) + " of " + t.dtype +
+                         " has more bytes than a 64-bit count holds");
+      }
       const uint64_t bytes = offsets[1] - offsets[0];
-      if (static_cast<uint64_t>(t.numel()) * elem != bytes) {
+      if (static_cast<uint64_t>(needed) != bytes) {
         throw ModelError(what + "shape " + shape_str(t.shape) + " of " + t.dtype + " needs " +
-                         std::to_string(t.numel() * elem) + " bytes but data_offsets span " +
-                         std::to_string(bytes));
+                         std::to_string(needed) + " bytes but data_offsets span " + std::to_string(bytes));
       }
       t.data = {data + offsets[0], bytes};
       ranges.emplace_back(offsets[0], offsets[1]);
@@ -171,7 +217,15 @@ template std::vector<uint8_t> SafeTensors::copy<uint8_t>(const std::string&, con
 
 ConstMatrixMap WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape) {
   used_.insert(name);
-  return file_.f32(name, shape);
+  const ConstMatrixMap m = file_.f32(name, shape);
+  // A NaN or Inf weight would only surface much later as a non-finite logit, far from its cause.
+  if (!m.allFinite()) {
+    const auto* v = m.data();
+    const auto at = std::find_if(v, v + m.size(), [](float x) { return !std::isfinite(x); }) - v;
+    throw ModelError(file_.path().string() + ": tensor '" + name + "' holds " + std::to_string(v[at]) +
+                     " at element " + std::to_string(at));
+  }
+  return m;
 }
 
 ConstVectorMap WeightLoader::vec(const std::string& name, int64_t size) {

@@ -63,6 +63,7 @@ class SafeTensors {
 class WeightLoader {
  public:
   explicit WeightLoader(const SafeTensors& file) : file_(file) {}
+  // Throws ModelError naming the tensor if it is missing, misshapen, not F32, or holds a NaN or Inf.
   ConstMatrixMap get(const std::string& name, const std::vector<int64_t>& shape);
   ConstVectorMap vec(const std::string& name, int64_t size);
   void check_all_used() const;  // throws ModelError listing the unexpected tensors

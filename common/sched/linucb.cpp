@@ -80,8 +80,9 @@ nlohmann::json LinUcb::state() const {
 }
 
 void LinUcb::restore(const nlohmann::json& j) {
-  if (!j.is_object() || j.value("features", 0) != kFeatures || !j.contains("arms") || !j["arms"].is_array() ||
-      j["arms"].size() != arms().size())
+  // Compared as JSON, not through get<int>(), which would read 4294967300 as 4.
+  if (!j.is_object() || !j.contains("features") || j["features"] != kFeatures || !j.contains("arms") ||
+      !j["arms"].is_array() || j["arms"].size() != arms().size())
     throw SchedError(name() + " state: expected " + std::to_string(arms().size()) + " arms of " +
                      std::to_string(kFeatures) + " features");
   std::vector<Mat> a(arms().size());
@@ -93,10 +94,12 @@ void LinUcb::restore(const nlohmann::json& j) {
       throw SchedError(name() + " state: arm " + std::to_string(i) + " has the wrong matrix sizes");
     a[i] = Eigen::Map<const Mat>(av.data());
     b[i] = Eigen::Map<const Vec>(bv.data());
-    if (!a[i].allFinite() || !b[i].allFinite() || a[i].ldlt().info() != Eigen::Success ||
-        !a[i].isApprox(a[i].transpose()))
+    // A = ridge * I + sum x x' is positive definite. LDLT would also factor -I or an indefinite matrix,
+    // whose "confidence width" x' A^-1 x goes negative; a Cholesky factorisation exists only for SPD.
+    if (!a[i].allFinite() || !b[i].allFinite() || !a[i].isApprox(a[i].transpose()) ||
+        a[i].llt().info() != Eigen::Success)
       throw SchedError(name() + " state: arm " + std::to_string(i) +
-                       " matrix is not symmetric positive definite");
+                       " matrix A is not symmetric positive definite");
   }
   a_ = std::move(a);
   b_ = std::move(b);

@@ -28,8 +28,8 @@ nlohmann::json state_document(const Policy& policy) {
 void restore_document(Policy& policy, const nlohmann::json& doc) {
   if (!doc.is_object() || doc.value("format", std::string()) != kStateFormat)
     throw SchedError("not an eesplit scheduler state (format must be '" + std::string(kStateFormat) + "')");
-  if (!doc.contains("version") || !doc["version"].is_number_integer() ||
-      doc["version"].get<int>() != kStateVersion)
+  // Compared as JSON: get<int>() would read version 4294967297 as 1.
+  if (!doc.contains("version") || !doc["version"].is_number_integer() || doc["version"] != kStateVersion)
     throw SchedError("state version " +
                      (doc.contains("version") ? doc["version"].dump() : std::string("(missing)")) +
                      " is not the supported version " + std::to_string(kStateVersion));

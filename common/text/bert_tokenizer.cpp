@@ -21,7 +21,12 @@ TokenizerOptions read_tokenizer_config(const std::filesystem::path& file) {
       o.normalizer.strip_accents = j["strip_accents"].get<bool>();
     o.normalizer.tokenize_chinese_chars = j.value("tokenize_chinese_chars", true);
     // HF writes a huge sentinel (1e30) for "no limit"; anything past int range means the default.
+    // Below int range the cast would be undefined, so a negative length is refused here.
     const double max_len = j.value("model_max_length", 512.0);
+    if (max_len < 0) {
+      throw TokenizerError(file.string() + ": model_max_length " + j["model_max_length"].dump() +
+                           " is negative");
+    }
     o.max_length = max_len > std::numeric_limits<int>::max() ? 512 : static_cast<int>(max_len);
   } catch (const nlohmann::json::exception& e) {
     throw TokenizerError(file.string() + ": " + e.what());
@@ -33,9 +38,9 @@ TokenizerOptions read_tokenizer_config(const std::filesystem::path& file) {
 
 BertTokenizer::BertTokenizer(Vocab vocab, TokenizerOptions options)
     : options_(options), basic_(options.normalizer), wordpiece_(std::move(vocab), options.max_word_chars) {
-  // Room for [CLS] a [SEP] b [SEP]: fewer would leave a pair no token of its own.
-  if (options_.max_length < 3)
-    throw TokenizerError("tokenizer max_length must be at least 3, got " +
+  // Room for [CLS] and [SEP]; pairs need one more, checked by encode_pair.
+  if (options_.max_length < 2)
+    throw TokenizerError("tokenizer max_length must be at least 2 (for [CLS] and [SEP]), got " +
                          std::to_string(options_.max_length));
 }
 
@@ -59,9 +64,10 @@ BertTokenizer BertTokenizer::for_model(const std::filesystem::path& dir, const m
     throw TokenizerError(vocab_file + ": [PAD] is token " + std::to_string(t.vocab().pad_id()) +
                          " but config.json says pad_token_id " + std::to_string(config.pad_token_id));
   t.options_.max_length = std::min(t.options_.max_length, config.max_position_embeddings);
-  if (t.options_.max_length < 3)
+  if (t.options_.max_length < 2)
     throw TokenizerError(dir.string() + ": max_position_embeddings " +
-                         std::to_string(config.max_position_embeddings) + " leaves no room for text");
+                         std::to_string(config.max_position_embeddings) +
+                         " leaves no room for [CLS] and [SEP]");
   return t;
 }
 
@@ -90,6 +96,9 @@ Encoding BertTokenizer::encode_pair(std::string_view a, std::string_view b) cons
   // HF's tokenizer (checked on `tokenizers` 0.23) stops encoding each text, at a word boundary, once it
   // holds max_length tokens, and only then compares lengths; so "the longer" below means the longer of
   // those cut-off lengths, which decides who gets the odd token when both texts are long.
+  if (options_.max_length < 3)
+    throw TokenizerError("a pair needs max_length of at least 3 (for [CLS] a [SEP] b [SEP]), got " +
+                         std::to_string(options_.max_length));
   const size_t cutoff = static_cast<size_t>(options_.max_length);
   auto first = piece_ids(a, cutoff), second = piece_ids(b, cutoff);
   const size_t budget = static_cast<size_t>(options_.max_length - 3);

@@ -23,7 +23,11 @@ namespace ee::text {
 
 struct TokenizerOptions {
   NormalizerOptions normalizer;
-  int max_length = 512;  // tokens per sample including [CLS] and [SEP]; longer input is truncated
+  // Tokens per sample including [CLS] and [SEP]; longer input is truncated. At least 2 (a single text
+  // then gives [CLS] [SEP], as HF does); pairs need 3. HF's fast tokenizer does not refuse less: its
+  // `max_length - added tokens` wraps (huggingface/tokenizers pull request #1859), so it does not truncate
+  // at all; this tokenizer refuses such a max_length instead.
+  int max_length = 512;
   int max_word_chars = WordPiece::kDefaultMaxWordChars;
 };
 
@@ -53,6 +57,7 @@ class BertTokenizer {
   // the rest); otherwise the shorter gets floor(M/2) and the longer ceil(M/2). (The slow Python
   // tokenizer removes one token at a time from the longer side and can end one token different.)
   // Lengths are compared as HF 0.23 does, after cutting each text off at max_length tokens.
+  // Throws TokenizerError if max_length is below 3.
   Encoding encode_pair(std::string_view a, std::string_view b) const;
 
   // Encodes and pads to the longest sample with [PAD] (token type 0); lengths are the real tokens.

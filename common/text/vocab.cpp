@@ -1,6 +1,7 @@
 #include "common/text/vocab.hpp"
 
 #include <fstream>
+#include <limits>
 
 #include "common/text/unicode.hpp"
 
@@ -38,6 +39,8 @@ Vocab Vocab::parse(std::istream& in, const std::string& source) {
 
 Vocab Vocab::from_tokens(std::vector<std::string> tokens, const std::string& source) {
   if (tokens.empty()) throw TokenizerError(source + ": vocabulary is empty");
+  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw TokenizerError(source + ": " + std::to_string(tokens.size()) + " tokens do not fit 32-bit ids");
   Vocab v;
   v.ids_.reserve(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {

@@ -2,8 +2,9 @@
 """Text models in eesplit's format: export of our trained MultiExitBert, and conversion of BERT-family
 multi-exit checkpoints (DeeBERT, PABEE, ElasticBERT, plain HF BertForSequenceClassification) to it.
 
-    # a PyTorch state_dict (or a checkpoint {"state_dict": ...}) + its HF config.json -> eesplit model dir
-    /usr/bin/python3 models/train/export.py convert --state-dict pytorch_model.bin --config config.json \\
+    # model.safetensors or a PyTorch state_dict (or a checkpoint {"state_dict": ...}) + its HF config.json
+    # -> eesplit model dir
+    /usr/bin/python3 models/train/export.py convert --state-dict model.safetensors --config config.json \\
         --vocab vocab.txt --out models/my-bert [--format auto|eesplit|hf|deebert|pabee|elasticbert]
     # re-export models/spam-bert from its training checkpoint (golden vectors, test predictions too)
     /usr/bin/python3 models/train/export.py spam-bert
@@ -31,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 
 import torch
@@ -135,7 +137,20 @@ def our_config(hf, exit_layers, labels=None):
     return cfg
 
 
+def is_safetensors(path):
+    """Whether the file starts as a .safetensors does: an 8-byte little-endian header length that fits the
+    file, then the JSON header. (torch.save writes a zip archive or a pickle, whose first bytes are not that.)"""
+    with open(path, "rb") as f:
+        head = f.read(9)
+        size = os.fstat(f.fileno()).st_size
+    return len(head) == 9 and head[8:] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8
+
+
 def load_state(path):
+    """(state_dict, config or None) from a .safetensors file (how HF checkpoints ship today) or a
+    torch.save'd state_dict or {"state_dict", "config"} checkpoint."""
+    if is_safetensors(path):
+        return safetensors_io.load(path), None
     obj = torch.load(path, map_location="cpu")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         return obj["state_dict"], obj.get("config")
@@ -273,7 +288,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="a foreign or our own checkpoint -> eesplit model directory")
-    c.add_argument("--state-dict", required=True, help="torch.save'd state_dict or {'state_dict', 'config'}")
+    c.add_argument("--state-dict", required=True,
+                   help="model.safetensors, or a torch.save'd state_dict or {'state_dict', 'config'}")
     c.add_argument("--config", help="HF config.json of the checkpoint (optional if the checkpoint holds one)")
     c.add_argument("--format", default="auto", choices=["auto", "eesplit", "hf", "deebert", "pabee", "elasticbert"])
     c.add_argument("--labels", nargs="+", help="label names (default: the config's id2label)")

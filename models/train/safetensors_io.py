@@ -40,5 +40,9 @@ def load(path):
     out = {}
     for name, info in header.items():
         a, b = info["data_offsets"]
+        if info["dtype"] == "BF16":  # numpy has no bfloat16: read the bits, then view them as torch's
+            bits = np.frombuffer(data[a:b], dtype="<i2").reshape(info["shape"]).copy()
+            out[name] = torch.from_numpy(bits).view(torch.bfloat16)
+            continue
         out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype=inv[info["dtype"]]).reshape(info["shape"]).copy())
     return out

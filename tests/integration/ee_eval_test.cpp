@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/model/multi_exit_model.hpp"
 #include "common/model/safetensors.hpp"
 #include "sim/dataset.hpp"
 #include "sim/evaluation.hpp"
@@ -74,19 +75,54 @@ TEST(EeEval, ReportsPyTorchsPerExitAccuracyAndAConsistentEarlyExitTable) {
                 0.021)
         << "exit " << k + 1;
   }
+  EXPECT_EQ(j["model_hash"], model::MultiExitModel::load(kModel)->hash());
+  const int num_layers = j["layers"].get<int>();
+  EXPECT_EQ(num_layers, torch.exits);
+  ASSERT_EQ(j["rules"].size(), 2u);
+  EXPECT_EQ(j["rules"][0]["rule"], "max_prob:0.9");
+  EXPECT_EQ(j["rules"][1]["rule"], "patience:2");
   for (const auto& rule : j["rules"]) {
+    EXPECT_EQ(rule["batch"], 16) << rule["rule"];
     int samples = 0;
-    double layers = 0;
+    double layers = 0, correct = 0;
     for (const auto& [layer, e] : rule["exits"].items()) {
       samples += e["samples"].get<int>();
       layers += std::stoi(layer) * e["samples"].get<double>();
+      correct += e["samples"].get<double>() * e["accuracy"].get<double>() / 100;
     }
     EXPECT_EQ(samples, ds.count) << rule["rule"];
     EXPECT_NEAR(rule["mean_layers"].get<double>(), layers / ds.count, 1e-9);
-    EXPECT_LT(rule["mean_layers"].get<double>(), 6.0) << "early exit saved nothing";
-    EXPECT_GT(rule["samples_per_second"].get<double>(), 0.0);
+    EXPECT_NEAR(rule["accuracy"].get<double>(), 100 * correct / ds.count, 1e-9) << rule["rule"];
+    EXPECT_NEAR(rule["layers_saved"].get<double>(), 100 * (1 - layers / ds.count / num_layers), 1e-9);
+    EXPECT_LT(rule["mean_layers"].get<double>(), num_layers) << "early exit saved nothing";
+  }
+
+  // Patience needs only the per-exit predictions, so PyTorch's give the whole distribution: a sample exits
+  // once `patience` exits in a row agreed with the one before (streak as in common/exits).
+  std::vector<int> exits(num_layers + 1, 0), right(num_layers + 1, 0);
+  for (int s = 0; s < ds.count; ++s) {
+    int layer = 1, streak = 0;
+    for (; layer < num_layers; ++layer) {
+      if (layer > 1 && torch.labels[s * torch.exits + layer - 1] == torch.labels[s * torch.exits + layer - 2])
+        ++streak;
+      else
+        streak = 0;
+      if (streak >= 2) break;
+    }
+    ++exits[layer];
+    right[layer] += torch.labels[s * torch.exits + layer - 1] == ds.labels[s];
+  }
+  // At most 2 predictions per exit differ between the runtimes (the test above), so at most 2 * exits
+  // samples can take another path.
+  const int slack = 2 * torch.exits;
+  for (int layer = 1; layer <= num_layers; ++layer) {
+    const auto& e = j["rules"][1]["exits"][std::to_string(layer)];
+    EXPECT_NEAR(e["samples"].get<int>(), exits[layer], slack) << "patience:2, exit " << layer;
+    EXPECT_NEAR(e["samples"].get<double>() * e["accuracy"].get<double>() / 100, right[layer], slack)
+        << "patience:2, correct at exit " << layer;
   }
   EXPECT_EQ(j["rules"][1]["exits"]["1"]["samples"], 0) << "patience 2 cannot exit at layer 1";
+  EXPECT_EQ(j["rules"][1]["exits"]["2"]["samples"], 0) << "patience 2 needs three agreeing exits";
 }
 
 TEST(EeEval, FailsCleanlyOnBadInput) {

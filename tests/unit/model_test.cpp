@@ -1,9 +1,13 @@
 // The C++ runtime against PyTorch: golden vectors exported by models/train/export_vit.py hold a few test
 // inputs with PyTorch's hidden state after the embeddings and after every layer, and every exit's logits.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "common/model/multi_exit_model.hpp"
 #include "common/model/ops.hpp"
@@ -119,9 +123,42 @@ TEST_F(VitGolden, RejectsImpossibleRequests) {
   EXPECT_THROW(model->embed_tokens(TokenBatch{}), ModelError);  // an image model takes no text
 }
 
+// SHA-256 of config.json followed by model.safetensors, as `cat config.json model.safetensors | sha256sum`
+// gives it for the committed reference model.
+constexpr const char* kReferenceHash = "605ef44e28297914c093a60b1ac1f7bab2ecbf32a54749aaf2a5e2b71c0b9464";
+
 TEST_F(VitGolden, HashIsStableAndNamesTheContent) {
-  EXPECT_EQ(model->hash().size(), 64u);
-  EXPECT_EQ(MultiExitModel::load(model_dir())->hash(), model->hash());
+  if (std::getenv("EE_TEST_VIT_DIR") == nullptr) {
+    EXPECT_EQ(model->hash(), kReferenceHash);
+  }
+  namespace fs = std::filesystem;
+  const fs::path copy = fs::temp_directory_path() / ("ee_model_hash_test_" + std::to_string(::getpid()));
+  fs::create_directories(copy);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(model_dir() / f, copy / f);
+  EXPECT_EQ(MultiExitModel::load(copy)->hash(), model->hash()) << "the hash names the content, not the path";
+
+  // One bit of one weight (the lowest mantissa bit of the first value, which stays finite).
+  std::string bytes;
+  {
+    const auto st = SafeTensors::open(copy / "model.safetensors");  // unmapped before the file is rewritten
+    const auto& tensors = st->tensors();
+    const auto first = std::min_element(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) {
+      return a.second.data.data() < b.second.data.data();
+    });
+    ASSERT_EQ(first->second.dtype, "F32");
+    bytes.assign(reinterpret_cast<const char*>(st->bytes().data()), st->bytes().size());
+    bytes[first->second.data.data() - st->bytes().data()] ^= 1;
+  }
+  std::ofstream(copy / "model.safetensors", std::ios::binary | std::ios::trunc) << bytes;
+  const std::string weights_changed = MultiExitModel::load(copy)->hash();
+  EXPECT_NE(weights_changed, model->hash());
+
+  // A config that parses to the same values but is not the same bytes.
+  std::ofstream(copy / "config.json", std::ios::app) << "\n";
+  const std::string config_changed = MultiExitModel::load(copy)->hash();
+  EXPECT_NE(config_changed, weights_changed);
+  EXPECT_EQ(config_changed.size(), 64u);
+  fs::remove_all(copy);
 }
 
 }  // namespace

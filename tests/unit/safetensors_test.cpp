@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "common/model/config.hpp"
@@ -137,6 +139,37 @@ TEST_F(SafeTensorsFile, RejectsUnknownDtypeAndMalformedEntries) {
   expect_error(write(h, 16), "malformed entry");
 }
 
+TEST_F(SafeTensorsFile, RejectsShapeWhoseElementCountOverflows) {
+  // Every dimension is under the per-dimension cap, but 4 * 2147549185 * 2147418113 = 2^64 + 4: wrapped, it
+  // would be a 4-element F32 tensor matching the 16 data bytes.
+  nlohmann::json h = kGood;
+  h["w"]["shape"] = {4, 2147549185ll, 2147418113ll};
+  expect_error(write(h, 16), "tensor 'w': shape [4, 2147549185, 2147418113] of F32 has more bytes than");
+}
+
+TEST_F(SafeTensorsFile, RejectsFractionalOrNegativeSizes) {
+  nlohmann::json h = kGood;
+  h["w"]["shape"] = {2.5, 2};  // would be read as [2, 2]
+  expect_error(write(h, 16), "tensor 'w': shape [2.5,2] is not a list of integers");
+  h = kGood;
+  h["w"]["data_offsets"] = {0, 16.5};
+  expect_error(write(h, 16), "tensor 'w': data_offsets [0,16.5] are not non-negative integers");
+  h["w"]["data_offsets"] = {-16, 16};
+  expect_error(write(h, 32), "data_offsets [-16,16] are not non-negative integers");
+}
+
+TEST_F(SafeTensorsFile, AcceptsStringMetadataAndRejectsAnyOther) {
+  nlohmann::json h = kGood;
+  h["__metadata__"] = {{"format", "pt"}, {"note", ""}};
+  EXPECT_EQ(SafeTensors::open(write(h, 16))->tensors().size(), 1u);
+  h["__metadata__"] = {{"format", "pt"}, {"epoch", 3}};
+  expect_error(write(h, 16), "__metadata__ 'epoch' must be a string, got number");
+  h["__metadata__"] = "pt";
+  expect_error(write(h, 16), "__metadata__ must be an object of strings, got string");
+  h["__metadata__"] = nlohmann::json::array({"pt"});
+  expect_error(write(h, 16), "__metadata__ must be an object of strings, got array");
+}
+
 TEST_F(SafeTensorsFile, CopiesMisalignedFloatTensorsInsteadOfReadingThemUnaligned) {
   nlohmann::json h = {{"b", {{"dtype", "U8"}, {"shape", {1}}, {"data_offsets", {0, 1}}}},
                       {"w", {{"dtype", "F32"}, {"shape", {2, 2}}, {"data_offsets", {1, 17}}}}};
@@ -173,6 +206,29 @@ TEST_F(SafeTensorsFile, ModelRejectsExtraTensorsAndNamesThem) {
     FAIL() << "extra tensor accepted";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("layer.99.output.dense.bias"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SafeTensorsFile, ModelRejectsNonFiniteWeightsAndNamesTheTensor) {
+  // The reference model with one weight overwritten: a NaN or Inf must fail the load, not a later logit.
+  const fs::path ref = fs::path(EE_SOURCE_DIR) / "models/fmnist-vit";
+  fs::copy_file(ref / "config.json", dir / "config.json");
+  const std::string name = "vit.encoder.layer.2.output.dense.weight";
+  const auto st = SafeTensors::open(ref / "model.safetensors");
+  const auto offset = st->at(name).data.data() - st->bytes().data();
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    std::string bytes(reinterpret_cast<const char*>(st->bytes().data()), st->bytes().size());
+    std::memcpy(bytes.data() + offset + 5 * sizeof(float), &bad, sizeof bad);
+    std::ofstream(dir / "model.safetensors", std::ios::binary | std::ios::trunc) << bytes;
+    try {
+      MultiExitModel::load(dir);
+      ADD_FAILURE() << bad << " weight accepted";
+    } catch (const ModelError& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("tensor '" + name + "' holds " + std::to_string(bad) + " at element 5"),
+          std::string::npos)
+          << e.what();
+    }
   }
 }
 
@@ -218,11 +274,27 @@ TEST(Config, RejectsBadFieldsWithTheirNames) {
       {with("hidden_size", "big"), "'hidden_size' has the wrong type"},
       {with("image_std", {0.0}), "image_std"},
       {with("hidden_act", "relu"), "hidden_act 'relu'"},
+      {with("hidden_act", 5), "'hidden_act' has the wrong type"},
       {with("early_exit", {{"exit_layers", {1}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}),
        "must end with the last layer"},
       {with("early_exit", {{"exit_layers", {2, 1, 2}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}),
        "ascending"},
       {with("early_exit", {{"exit_layers", {1, 2}}, {"head", "mlp"}, {"labels", {"a", "b"}}}), "head 'mlp'"},
+      // Values that a plain get<int>() / get<float>() would silently change.
+      {with("hidden_size", 4294967360ull), "'hidden_size' is out of range: expected an int, got 4294967360"},
+      {with("num_channels", 1.5), "'num_channels' has the wrong type: expected an int, got 1.5"},
+      {with("layer_norm_eps", 1e300), "'layer_norm_eps' is out of range"},
+      {with("image_mean", {1e300}), "'image_mean[0]' is out of range"},
+      {with("early_exit",
+            {{"exit_layers", {1, 4294967298ull}}, {"head", "layernorm"}, {"labels", {"a", "b"}}}),
+       "'exit_layers[1]' is out of range"},
+      // (2^30 / 1)^2 + 1 tokens overflows the int the runtime counts tokens in.
+      {[&] {
+         nlohmann::json j = with("image_size", 1 << 30);
+         j["patch_size"] = 1;
+         return j;
+       }(),
+       "more patches or pixels than an int holds"},
   };
   for (const auto& [j, needle] : cases) {
     try {
@@ -235,6 +307,26 @@ TEST(Config, RejectsBadFieldsWithTheirNames) {
   nlohmann::json missing = good;
   missing.erase("num_attention_heads");
   EXPECT_THROW(Config::parse(missing), ModelError);
+}
+
+TEST(Config, ParsesTextAndNamesTheSource) {
+  const std::string text = R"({"model_type": "vit", "hidden_size": 64, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "intermediate_size": 256, "layer_norm_eps": 1e-6, "image_size": 28,
+      "patch_size": 7, "num_channels": 1, "image_mean": [0.5], "image_std": [0.5],
+      "early_exit": {"exit_layers": [1], "head": "layernorm", "labels": ["a", "b"]}})";
+  const Config c = Config::parse(text, "m/config.json");
+  EXPECT_EQ(c.hidden_size, 64);
+  EXPECT_EQ(c.max_tokens(), 17);
+  auto error = [](std::string_view t) {
+    try {
+      Config::parse(t, "m/config.json");
+    } catch (const ModelError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error("{not json").rfind("m/config.json: not valid JSON", 0), 0u) << error("{not json");
+  EXPECT_EQ(error("[]"), "m/config.json: config.json: top level is not a JSON object");
 }
 
 }  // namespace

@@ -132,6 +132,32 @@ TEST(LinUcb, PicksTheRightArmPerContext) {
   EXPECT_GT(static_cast<double>(right[1]) / static_cast<double>(seen[1]), 0.9);
 }
 
+// A restored A must be positive definite: -I and an indefinite matrix both factor under LDLT, and would
+// make the exploration width x' A^-1 x negative.
+TEST(LinUcb, RestoreRefusesMatricesThatAreNotPositiveDefinite) {
+  LinUcb lin(split_arms(1), nullptr);
+  lin.observe_reward(0, 1.0, Context{});
+  const nlohmann::json good = lin.state();
+  LinUcb copy(split_arms(1), nullptr);
+  EXPECT_NO_THROW(copy.restore(good));
+  const LinUcb::Mat indefinite = LinUcb::Vec(1, -1, 1, 1).asDiagonal();
+  for (const LinUcb::Mat& bad : {LinUcb::Mat(-LinUcb::Mat::Identity()), indefinite}) {
+    nlohmann::json state = good;
+    state["arms"][1]["A"] = std::vector<double>(bad.data(), bad.data() + bad.size());
+    try {
+      copy.restore(state);
+      ADD_FAILURE() << "accepted A =\n" << bad;
+    } catch (const SchedError& e) {
+      EXPECT_NE(std::string(e.what()).find("arm 1 matrix A is not symmetric positive definite"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  nlohmann::json features = good;
+  features["features"] = 4294967300ull;  // 4 after a wrap to int
+  EXPECT_THROW(copy.restore(features), SchedError);
+}
+
 TEST(LatencyCost, PredictsEdgePlusTransferPlusRttPlusCloud) {
   LatencyParams p;
   p.num_layers = 6;
@@ -320,9 +346,12 @@ TEST(State, CorruptOrMismatchedFilesAreRejectedAndThePolicyStartsFresh) {
   auto write = [&](const std::string& s) { std::ofstream(path, std::ios::trunc) << s; };
   auto fresh = make_policy("ucb1", {6, splitee6(), 0, {}, nullptr});
   const auto fresh_choices = drive(*fresh, 50, 9);
+  // Version 4294967297 is 1 once narrowed to int; it must not pass for version 1.
+  auto wrapped_version = nlohmann::json::parse(text);
+  wrapped_version["version"] = 4294967297ull;
   for (const std::string& bad :
        {text.substr(0, text.size() / 2), std::string("{\"format\":\"eesplit-sched-state\",\"version\":99}"),
-        std::string("not json at all")}) {
+        wrapped_version.dump(), std::string("not json at all")}) {
     write(bad);
     auto p = make_policy("ucb1", {6, splitee6(), 0, {}, nullptr});
     drive(*p, 100, 1);

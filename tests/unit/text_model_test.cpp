@@ -247,6 +247,17 @@ TEST_F(BrokenModelDir, VocabularyOfAnotherSizeIsRefused) {
       << tokenizer_error();
 }
 
+TEST_F(BrokenModelDir, NegativeModelMaxLengthIsRefused) {
+  rewrite("tokenizer_config.json", [](std::string c) {
+    auto j = nlohmann::json::parse(c);
+    j["model_max_length"] = -1e30;  // out of int range: casting it would be undefined
+    return j.dump();
+  });
+  EXPECT_NE(tokenizer_error().find("tokenizer_config.json: model_max_length -1e+30 is negative"),
+            std::string::npos)
+      << tokenizer_error();
+}
+
 TEST_F(BrokenModelDir, ConfigWithWrongVocabSizeNamesTheTensor) {
   rewrite("config.json", [](std::string c) {
     auto j = nlohmann::json::parse(c);

@@ -242,10 +242,35 @@ TEST(BertTokenizer, VeryLongInputStaysBounded) {
   EXPECT_EQ(e.ids.back(), 3);
 }
 
-TEST(BertTokenizer, RejectsTooSmallMaxLength) {
-  TokenizerOptions o;
-  o.max_length = 2;
-  EXPECT_THROW(BertTokenizer(small_vocab(), o), TokenizerError);
+// HF gives [CLS] [SEP] for a single text at max_length 2; only a pair needs a third token.
+TEST(BertTokenizer, MaxLengthTwoGivesClsSepAndPairsNeedThree) {
+  const BertTokenizer two = tokenizer(2);
+  EXPECT_EQ(two.encode("hello world").ids, ids({2, 3}));
+  EXPECT_EQ(two.encode("").ids, ids({2, 3}));
+  try {
+    two.encode_pair("hello", "world");
+    FAIL() << "a pair encoded at max_length 2";
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("pair needs max_length of at least 3"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(tokenizer(3).encode_pair("hello", "world").ids, ids({2, 3, 3}));
+}
+
+TEST(BertTokenizer, RejectsMaxLengthBelowTwo) {
+  for (int max_length : {1, 0, -5}) {
+    TokenizerOptions o;
+    o.max_length = max_length;
+    try {
+      BertTokenizer(small_vocab(), o);
+      ADD_FAILURE() << "max_length " << max_length << " accepted";
+    } catch (const TokenizerError& e) {
+      EXPECT_NE(std::string(e.what()).find("max_length must be at least 2 (for [CLS] and [SEP]), got " +
+                                           std::to_string(max_length)),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 // --- vocabulary validation -----------------------------------------------------------------------------
