@@ -28,11 +28,20 @@ std::string quoted(const std::filesystem::path& p) {
   return "'" + p.string() + "'";
 }
 
-// Asio stores OpenSSL's packed error in an int; the library and reason come back out of the unsigned form.
-int ssl_reason(const error_code& ec, int& lib) {
-  const auto code = static_cast<unsigned long>(static_cast<unsigned int>(ec.value()));
-  lib = ERR_GET_LIB(code);
-  return ERR_GET_REASON(code);
+// Asio stores OpenSSL's packed error in an int; ERR_GET_LIB/ERR_GET_REASON take it back as unsigned long.
+unsigned long openssl_code(const error_code& ec) {
+  return static_cast<unsigned long>(static_cast<unsigned int>(ec.value()));
+}
+
+std::string time_text(const ASN1_TIME* t) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (!bio) return "?";
+  ASN1_TIME_print(bio, t);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string text(data, n > 0 ? static_cast<std::size_t>(n) : 0);
+  BIO_free(bio);
+  return text;
 }
 
 void require_readable(const std::filesystem::path& path, const char* what) {
@@ -61,10 +70,18 @@ ssl::context make_context(ssl::context::method method, const TlsFiles& files) {
   if (ec)
     throw TlsConfigError("certificate file " + quoted(files.cert) +
                          " is not a PEM certificate: " + ec.message());
+  // Peers would refuse it anyway, each with a less helpful message than this one.
+  X509* leaf = SSL_CTX_get0_certificate(native);
+  if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0)
+    throw TlsConfigError("certificate file " + quoted(files.cert) + " expired on " +
+                         time_text(X509_get0_notAfter(leaf)));
+  if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
+    throw TlsConfigError("certificate file " + quoted(files.cert) + " is not valid before " +
+                         time_text(X509_get0_notBefore(leaf)));
   ctx.use_private_key_file(files.key.string(), ssl::context::pem, ec);
   if (ec) {
-    int lib = 0;
-    if (ssl_reason(ec, lib) == X509_R_KEY_VALUES_MISMATCH && lib == ERR_LIB_X509)
+    const unsigned long code = openssl_code(ec);
+    if (ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH)
       throw TlsConfigError("private key " + quoted(files.key) + " does not belong to certificate " +
                            quoted(files.cert));
     throw TlsConfigError("private key file " + quoted(files.key) +
@@ -158,10 +175,9 @@ TlsFailure classify_handshake_failure(const error_code& ec, long verify_result) 
   }
   if (ec == boost::beast::error::timeout || ec == boost::asio::error::timed_out) return TlsFailure::timeout;
   if (ec.category() != boost::asio::error::get_ssl_category()) return TlsFailure::other;
-  int lib = 0;
-  const int r = ssl_reason(ec, lib);
-  if (lib != ERR_LIB_SSL) return TlsFailure::other;
-  switch (r) {
+  const unsigned long code = openssl_code(ec);
+  if (ERR_GET_LIB(code) != ERR_LIB_SSL) return TlsFailure::other;
+  switch (ERR_GET_REASON(code)) {
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
     case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:  // the client's view of the same refusal
       return TlsFailure::no_client_cert;

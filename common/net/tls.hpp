@@ -22,8 +22,8 @@ struct TlsFiles {
   std::filesystem::path ca;
 };
 
-// A file that is missing, unreadable, not what it should be, or a key that does not belong to the
-// certificate. what() names the file(s) and OpenSSL's reason.
+// A file that is missing, unreadable or not what it should be, an own certificate outside its validity dates,
+// or a key that does not belong to the certificate. what() names the file(s) and OpenSSL's reason.
 class TlsConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -177,26 +177,25 @@ class TlsRefusal : public Tls, public ::testing::WithParamInterface<Refusal> {};
 TEST_P(TlsRefusal, IsRefusedWithItsReason) {
   const Refusal& r = GetParam();
   auto server_ctx = make_server_tls_context(server_files());
-  std::optional<ssl::context> client_ctx;
+  // Built by hand: make_client_tls_context refuses our own expired or not-yet-valid certificate at load.
+  ssl::context client_ctx(ssl::context::tls_client);
   if (r.cert) {
-    client_ctx.emplace(make_client_tls_context(client_files(r.cert)));
-  } else {
-    client_ctx.emplace(ssl::context::tls_client);
-    client_ctx->load_verify_file(file("ca.crt").string());
-    client_ctx->set_verify_mode(ssl::verify_peer);
+    client_ctx.use_certificate_chain_file(file(std::string(r.cert) + ".crt").string());
+    client_ctx.use_private_key_file(file(std::string(r.cert) + ".key").string(), ssl::context::pem);
   }
+  client_ctx.load_verify_file(file("ca.crt").string());
+  client_ctx.set_verify_mode(ssl::verify_peer);
   if (r.max_version) {
     // OpenSSL 3 allows TLS 1.0/1.1 only at security level 0, so an old client is built that way.
-    SSL_CTX* native = client_ctx->native_handle();
+    SSL_CTX* native = client_ctx.native_handle();
     SSL_CTX_set_security_level(native, 0);
     ASSERT_EQ(SSL_CTX_set_min_proto_version(native, 0), 1);
     ASSERT_EQ(SSL_CTX_set_max_proto_version(native, r.max_version), 1);
     ASSERT_EQ(SSL_CTX_set_cipher_list(native, "DEFAULT:@SECLEVEL=0"), 1);
-    SSL_CTX_clear_options(native, SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1);
   }
   Handshake h;
   h.serve(server_ctx);
-  h.connect_tls(*client_ctx);
+  h.connect_tls(client_ctx);
   h.run();
   ASSERT_TRUE(h.server_ec) << r.name << " was accepted";
   EXPECT_EQ(to_string(h.server_reason), to_string(r.reason)) << h.server_ec.message();
@@ -220,7 +219,7 @@ TEST_F(Tls, PlaintextOnTheTlsPortIsNotTls) {
   auto server_ctx = make_server_tls_context(server_files());
   // An HTTP request (a probe on the wrong port) and a length-prefixed frame sent without TLS.
   for (const std::string& bytes : {std::string("GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n"),
-                                  std::string("\x08\x00\x00\x00hello!!!", 12)}) {
+                                   std::string("\x08\x00\x00\x00hello!!!", 12)}) {
     Handshake h;
     h.serve(server_ctx);
     h.connect_raw(bytes);
@@ -321,6 +320,11 @@ TEST_F(Tls, ConfigErrorsNameTheFile) {
   EXPECT_THAT(config_error({file("server.crt"), file("edge-1.key"), file("ca.crt")}),
               HasSubstr("private key '" + file("edge-1.key").string() + "' does not belong to certificate '" +
                         file("server.crt").string() + "'"));
+  EXPECT_THAT(config_error({file("expired-client.crt"), file("expired-client.key"), file("ca.crt")}),
+              HasSubstr("certificate file '" + file("expired-client.crt").string() + "' expired on "));
+  EXPECT_THAT(
+      config_error({file("future-client.crt"), file("future-client.key"), file("ca.crt")}),
+      HasSubstr("certificate file '" + file("future-client.crt").string() + "' is not valid before "));
   EXPECT_THROW(make_client_tls_context({file("edge-1.crt"), file("server.key"), file("ca.crt")}),
                TlsConfigError);
 }
