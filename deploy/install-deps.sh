@@ -20,6 +20,8 @@ packages=(
   python3 python3-torch python3-numpy python3-matplotlib python3-onnx
   # profiling the engine (docs/ENGINE.md)
   linux-perf
+  # development certificates (deploy/gen-certs.sh, the TLS tests)
+  openssl
   # data
   dataset-fashion-mnist
 )
