@@ -336,7 +336,7 @@ int main(int argc, char** argv) {
   app.add_option("--start-alpha", o.controller.initial, "controller: initial threshold")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--z", o.controller.z, "controller: z of the one-sided Wilson bound")
+  app.add_option("--z", o.controller.z, "controller: z of the one-sided bound on the drop")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   app.add_option("--window", o.controller.window, "controller: samples the estimate looks back over")
