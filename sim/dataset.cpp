@@ -2,7 +2,12 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <sstream>
+
+#include "common/sched/rng.hpp"
 
 namespace ee::sim {
 namespace {
@@ -63,6 +68,114 @@ ImageDataset load_idx(const std::filesystem::path& images, const std::filesystem
   ds.pixels.assign(im.bytes.begin() + static_cast<std::ptrdiff_t>(im.data_offset), im.bytes.end());
   ds.labels.assign(lb.bytes.begin() + static_cast<std::ptrdiff_t>(lb.data_offset), lb.bytes.end());
   return ds;
+}
+
+Distortion Distortion::parse(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const auto at = spec.find('@');
+  auto fail = [&](const std::string& why) {
+    return DatasetError("distortion '" + spec + "': " + why +
+                        " (expected noise:S | blur:S | contrast:F, optionally @<first sample>)");
+  };
+  if (colon == std::string::npos) throw fail("no ':'");
+  Distortion d;
+  const std::string kind = spec.substr(0, colon);
+  if (kind == "noise") {
+    d.kind = Kind::noise;
+  } else if (kind == "blur") {
+    d.kind = Kind::blur;
+  } else if (kind == "contrast") {
+    d.kind = Kind::contrast;
+  } else {
+    throw fail("unknown kind '" + kind + "'");
+  }
+  const std::string amount =
+      spec.substr(colon + 1, at == std::string::npos ? std::string::npos : at - colon - 1);
+  std::size_t used = 0;
+  try {
+    d.amount = std::stod(amount, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != amount.size() || !std::isfinite(d.amount) || d.amount < 0)
+    throw fail("amount '" + amount + "' is not a number >= 0");
+  if (d.kind == Kind::blur && d.amount > 10) throw fail("blur above 10 pixels");
+  if (at != std::string::npos) {
+    const std::string first = spec.substr(at + 1);
+    long v = -1;
+    try {
+      v = std::stol(first, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != first.size() || v < 0 || v > 1'000'000'000)
+      throw fail("first sample '" + first + "' is not a count");
+    d.first = static_cast<int>(v);
+  }
+  return d;
+}
+
+std::string Distortion::name() const {
+  std::ostringstream out;
+  out << (kind == Kind::noise ? "noise" : kind == Kind::blur ? "blur" : "contrast") << ':' << amount;
+  return out.str();
+}
+
+std::string Distortion::str() const {
+  return name() + "@" + std::to_string(first);
+}
+
+void distort(ImageDataset& ds, const Distortion& d, std::uint64_t seed) {
+  const int rows = ds.rows, cols = ds.cols;
+  const std::size_t size = ds.image_size();
+  sched::Rng rng(seed);
+  std::vector<double> kernel, tmp(size);
+  if (d.kind == Distortion::Kind::blur && d.amount > 0) {
+    const int radius = static_cast<int>(std::ceil(3 * d.amount));
+    for (int i = -radius; i <= radius; ++i) kernel.push_back(std::exp(-0.5 * i * i / (d.amount * d.amount)));
+    double sum = 0;
+    for (double k : kernel) sum += k;
+    for (double& k : kernel) k /= sum;
+  }
+  auto to_pixel = [](double v) { return static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L)); };
+  for (int n = std::max(0, d.first); n < ds.count; ++n) {
+    uint8_t* px = ds.pixels.data() + static_cast<std::size_t>(n) * size;
+    switch (d.kind) {
+      case Distortion::Kind::noise:
+        for (std::size_t i = 0; i < size; ++i)
+          px[i] = to_pixel(px[i] + 255.0 * d.amount * sched::standard_normal(rng));
+        break;
+      case Distortion::Kind::contrast: {
+        double mean = 0;
+        for (std::size_t i = 0; i < size; ++i) mean += px[i];
+        mean /= static_cast<double>(size);
+        for (std::size_t i = 0; i < size; ++i) px[i] = to_pixel(mean + d.amount * (px[i] - mean));
+        break;
+      }
+      case Distortion::Kind::blur: {
+        if (kernel.empty()) break;
+        const int radius = static_cast<int>(kernel.size() / 2);
+        // Separable: rows into tmp, then columns back into the image.
+        for (int r = 0; r < rows; ++r)
+          for (int c = 0; c < cols; ++c) {
+            double v = 0;
+            for (int k = -radius; k <= radius; ++k)
+              v += kernel[static_cast<std::size_t>(k + radius)] *
+                   px[r * cols + std::clamp(c + k, 0, cols - 1)];
+            tmp[static_cast<std::size_t>(r * cols + c)] = v;
+          }
+        for (int r = 0; r < rows; ++r)
+          for (int c = 0; c < cols; ++c) {
+            double v = 0;
+            for (int k = -radius; k <= radius; ++k)
+              v += kernel[static_cast<std::size_t>(k + radius)] *
+                   tmp[static_cast<std::size_t>(std::clamp(r + k, 0, rows - 1) * cols + c)];
+            px[r * cols + c] = to_pixel(v);
+          }
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace ee::sim

@@ -28,4 +28,26 @@ inline const std::filesystem::path kFashionMnistDir = "/usr/share/datasets/fashi
 // what is wrong (bad magic, truncated, count mismatch).
 ImageDataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels);
 
+// A corruption of the inputs switched on part-way through a dataset (the distribution shift I-SplitEE
+// studies): every image from `first` on is distorted. Spec "<kind>:<amount>[@<first>]":
+//   noise:S     Gaussian noise, standard deviation S of the pixel range (0.3 = 76.5 grey levels)
+//   blur:S      Gaussian blur, standard deviation S pixels (kernel radius ceil(3 S), edges clamped)
+//   contrast:F  contrast scaled to F of itself around each image's mean grey level (0.3 = 30 %)
+// Results are rounded and clamped to 0..255.
+struct Distortion {
+  enum class Kind { noise, blur, contrast };
+  Kind kind = Kind::noise;
+  double amount = 0;
+  int first = 0;
+
+  static Distortion parse(const std::string& spec);  // throws DatasetError naming the spec
+  std::string str() const;                           // the spec back, "noise:0.3@5000"
+  std::string name() const;                          // without the start, "noise:0.3"
+};
+
+// Distorts ds's images [d.first, count) in place. Noise draws come from the hand-written normal of
+// common/sched/rng.hpp seeded with `seed`, image by image in order, so a seed gives the same pixels with any
+// standard library.
+void distort(ImageDataset& ds, const Distortion& d, std::uint64_t seed);
+
 }  // namespace ee::sim

@@ -1,6 +1,6 @@
 // ee-eval: runs a multi-exit model over a labelled dataset and prints per-exit accuracy, the exit
 // distribution under one or more exit rules, overall accuracy, mean layers executed, layers saved and
-// throughput.
+// throughput. Images can be distorted from a given sample on (--distort), a stream whose inputs shift.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
   int batch = 1, limit = 0;
   int threads = 1;
   std::string precision_name = "fp32";
-  std::string json_out, text, trace_out;
+  std::string json_out, text, trace_out, distortion;
+  std::uint64_t seed = 0;
   app.add_option("-m,--model", model_dir, "model directory (config.json + model.safetensors)")
       ->capture_default_str();
   app.add_option("--images", images, "IDX images file (gzip or raw)")->capture_default_str();
@@ -181,6 +182,10 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_out, "also write the results as JSON to this file");
   app.add_option("--trace", trace_out,
                  "also write every exit on every sample as an exit trace CSV (ee-replay input)");
+  app.add_option("--distort", distortion,
+                 "images: distort every image from a sample on, noise:S | blur:S | contrast:F [@first], e.g. "
+                 "noise:0.3@5000 (the trace's group column says clean or the distortion)");
+  app.add_option("--seed", seed, "seed of the --distort noise")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   const model::Gemm precision = precision_name == "bf16" ? model::Gemm::bf16 : model::Gemm::packed;
   // What the products will really run in: bf16 falls back to fp32 where the CPU cannot run it.
@@ -196,9 +201,21 @@ int main(int argc, char** argv) {
                 model->hash().c_str());
     if (c.architecture == model::Architecture::bert && text.empty())
       text = model_dir + "/sample/test_sample.jsonl";
-    const sim::EvalDataset data = c.architecture == model::Architecture::bert
-                                      ? sim::text_eval_dataset(*model, model_dir, text, limit)
-                                      : sim::image_eval_dataset(*model, images, labels, limit);
+    if (!distortion.empty() && c.architecture == model::Architecture::bert)
+      throw std::runtime_error("--distort applies to image datasets, not to text");
+    sim::EvalDataset data;
+    if (c.architecture == model::Architecture::bert) {
+      data = sim::text_eval_dataset(*model, model_dir, text, limit);
+    } else if (distortion.empty()) {
+      data = sim::image_eval_dataset(*model, images, labels, limit);
+    } else {
+      const auto d = sim::Distortion::parse(distortion);
+      auto ds = std::make_shared<sim::ImageDataset>(sim::load_idx(images, labels));
+      sim::distort(*ds, d, seed);
+      data = sim::image_eval_dataset(*model, ds,
+                                     images + " (" + d.str() + ", seed " + std::to_string(seed) + ")", limit);
+      for (int s = 0; s < data.size(); ++s) data.groups.push_back(s < d.first ? "clean" : d.name());
+    }
     std::printf("dataset %s: %d samples\n", data.name.c_str(), data.size());
     if (precision == model::Gemm::bf16) {
       std::printf(

@@ -10,7 +10,11 @@ namespace ee::sim {
 
 EvalDataset image_eval_dataset(const model::MultiExitModel& model, const std::string& images,
                                const std::string& labels, int limit) {
-  auto ds = std::make_shared<ImageDataset>(load_idx(images, labels));
+  return image_eval_dataset(model, std::make_shared<ImageDataset>(load_idx(images, labels)), images, limit);
+}
+
+EvalDataset image_eval_dataset(const model::MultiExitModel& model, std::shared_ptr<const ImageDataset> ds,
+                               const std::string& images, int limit) {
   const auto& c = model.config();
   if (ds->rows != c.image_size || ds->cols != c.image_size || c.num_channels != 1) {
     throw DatasetError(images + " holds " + std::to_string(ds->rows) + "x" + std::to_string(ds->cols) +

@@ -2,6 +2,7 @@
 // Offline evaluation of a multi-exit model over a dataset: every exit on every sample (per-exit accuracy,
 // and the raw material for scheduler traces), and real early-exit runs under an exit rule.
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "common/model/multi_exit_model.hpp"
 #include "common/model/workspace.hpp"
 #include "common/runtime/early_exit.hpp"
+#include "sim/dataset.hpp"
 
 namespace ee::sim {
 
@@ -26,6 +28,9 @@ struct EvalDataset {
 // outlive the result; limit > 0 keeps the first `limit` samples.
 EvalDataset image_eval_dataset(const model::MultiExitModel& model, const std::string& images,
                                const std::string& labels, int limit = 0);
+// The same over images already in memory (e.g. distorted); `name` names them in reports.
+EvalDataset image_eval_dataset(const model::MultiExitModel& model, std::shared_ptr<const ImageDataset> images,
+                               const std::string& name, int limit = 0);
 
 // Called with (done, total) as samples finish.
 using Progress = std::function<void(int done, int total)>;

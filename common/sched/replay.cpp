@@ -86,7 +86,7 @@ ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& c
   std::uint64_t t = 0;
   for (std::size_t pass = 0; pass < config.passes; ++pass) {
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    shuffle(order, rng);
+    if (config.shuffle) shuffle(order, rng);
     if (pass + 1 == config.passes) res.last_pass_pulls.assign(policy.arms().size(), 0);
     for (std::size_t row : order) {
       Context ctx;
@@ -112,7 +112,9 @@ ReplayResult replay(const ExitTrace& trace, Policy& policy, const SplitEECost& c
       }
       agree += o.answer_prediction == s.exits.back().prediction;
       const double r = cost.reward(arm, o);
-      total_cost += cost.cost(arm, o);
+      const double c = cost.cost(arm, o);
+      if (config.keep_steps) res.steps.push_back({row, o.answer_prediction, o.threshold, c});
+      total_cost += c;
       total_reward += r;
       regret += table.at(row, best_fixed) - r;
       gap += table.at(row, table.best_arm(row)) - r;

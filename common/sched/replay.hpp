@@ -19,7 +19,17 @@ struct ReplayConfig {
   double threshold = 0.9;  // SplitEE's fixed alpha; ignored for arms with their own and under a controller
   std::size_t passes = 5;
   std::uint64_t seed = 0;  // order of the samples in each pass
+  bool shuffle = true;     // false: every pass in trace order (a stream whose inputs change part-way)
   Confidence confidence = Confidence::max_prob;
+  bool keep_steps = false;  // fill ReplayResult::steps
+};
+
+// One request of a replay, in arrival order.
+struct ReplayStep {
+  std::size_t row = 0;  // trace sample
+  int answer = -1;      // the prediction returned
+  double threshold = 0;
+  double cost = 0;
 };
 
 struct ReplayResult {
@@ -41,6 +51,7 @@ struct ReplayResult {
   double final_threshold = 0;
   std::vector<std::size_t> pulls;            // per policy arm, all passes
   std::vector<std::size_t> last_pass_pulls;  // per policy arm, last pass only
+  std::vector<ReplayStep> steps;             // with ReplayConfig::keep_steps
 };
 
 // Every arm's SplitEE reward on every trace sample at a fixed threshold.

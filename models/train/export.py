@@ -6,7 +6,7 @@ multi-exit checkpoints (DeeBERT, PABEE, ElasticBERT, plain HF BertForSequenceCla
     # -> eesplit model dir
     /usr/bin/python3 models/train/export.py convert --state-dict model.safetensors --config config.json \\
         --vocab vocab.txt --out models/my-bert [--format auto|eesplit|hf|deebert|pabee|elasticbert]
-    # re-export models/spam-bert from its training checkpoint (golden vectors, test predictions too)
+    # re-export models/spam-bert (or spam3-bert) from its training checkpoint (golden vectors, predictions)
     /usr/bin/python3 models/train/export.py spam-bert
 
 Contract with common/model (C++): the written model.safetensors holds exactly the tensors
@@ -273,14 +273,14 @@ def export_trained(model, cfg, out, test_records, test_encoded, test_labels):
               f"exits {row['exits']}, groups {row['groups']}")
 
 
-def reexport_spam_bert(out):
+def reexport(name, out):
     import train_bert
 
     ckpt = torch.load(os.path.join(out, "checkpoint.pt"))
     model, cfg = convert(ckpt["state_dict"], ckpt["config"], "eesplit")
-    tok = wordpiece.Tokenizer(os.path.join(out, "vocab.txt"), max_length=train_bert.MAX_LENGTH)
-    test = train_bert.read_split(os.path.join(HERE, "..", "..", "data", "spam-assassin", "test.jsonl"))
-    test_x, test_y = train_bert.encode_all(tok, test)
+    tok = wordpiece.Tokenizer(os.path.join(out, "vocab.txt"), max_length=cfg["max_position_embeddings"])
+    test = train_bert.read_split(os.path.join(train_bert.PRESETS[name]["data"], "test.jsonl"))
+    test_x, test_y = train_bert.encode_all(tok, test, cfg["early_exit"]["labels"])
     export_trained(model, cfg, out, test, test_x, test_y)
 
 
@@ -296,12 +296,13 @@ def main():
     c.add_argument("--vocab", help="vocab.txt to copy next to the model")
     c.add_argument("--cased", action="store_true", help="the checkpoint's tokenizer does not lower-case")
     c.add_argument("--out", required=True)
-    s = sub.add_parser("spam-bert", help="re-export models/spam-bert from its checkpoint.pt")
-    s.add_argument("--out", default=os.path.join(HERE, "..", "spam-bert"))
+    for name in ("spam-bert", "spam3-bert"):
+        s = sub.add_parser(name, help=f"re-export models/{name} from its checkpoint.pt")
+        s.add_argument("--out", default=os.path.join(HERE, "..", name))
     args = ap.parse_args()
 
-    if args.cmd == "spam-bert":
-        reexport_spam_bert(args.out)
+    if args.cmd in ("spam-bert", "spam3-bert"):
+        reexport(args.cmd, args.out)
         return
     state, embedded_cfg = load_state(args.state_dict)
     cfg = embedded_cfg

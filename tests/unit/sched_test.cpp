@@ -1,4 +1,5 @@
-// common/sched: bandit policies, cost models, state files and the threshold controller on synthetic problems.
+// common/sched: bandit policies, cost models and state files on synthetic problems (the threshold
+// controller: threshold_controller_test.cpp).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -19,7 +20,6 @@
 #include "common/sched/rng.hpp"
 #include "common/sched/state.hpp"
 #include "common/sched/thompson.hpp"
-#include "common/sched/threshold_controller.hpp"
 #include "common/sched/ucb.hpp"
 
 namespace ee::sched {
@@ -414,104 +414,6 @@ TEST(NetworkEstimator, EwmaSeedsWithTheFirstSampleAndTracksChanges) {
   EXPECT_DOUBLE_EQ(ctx.bandwidth_mbps, 55);
   EXPECT_THROW(est.observe_rtt(-1), SchedError);
   EXPECT_THROW(NetworkEstimator(0), SchedError);
-}
-
-TEST(Wilson, UpperBoundCoversThePointEstimate) {
-  EXPECT_DOUBLE_EQ(wilson_upper(0, 0, 1.645), 1.0);
-  EXPECT_GT(wilson_upper(0, 100, 1.645), 0.0);
-  EXPECT_LT(wilson_upper(0, 100, 1.645), 0.03);
-  EXPECT_GT(wilson_upper(10, 100, 1.645), 0.1);
-  EXPECT_LT(wilson_upper(10, 100, 1.645), 0.17);
-}
-
-// Synthetic exits: confidence uniform in [0.2, 1]; the exit disagrees with the final layer with probability
-// falling linearly from 60 % at confidence 0.2 to 0 at 1.
-struct SyntheticExit {
-  double confidence;
-  bool disagree;
-};
-SyntheticExit synthetic_exit(Rng& rng) {
-  const double c = 0.2 + 0.8 * uniform01(rng);
-  return {c, uniform01(rng) < 0.6 * (1 - c) / 0.8};
-}
-
-TEST(ThresholdController, FromABadThresholdReachesTheBudgetAndStaysWithinIt) {
-  ThresholdControllerParams p;
-  p.initial = 0.3;  // far too low: ~25 % of answers disagree
-  p.window = 20000;
-  ThresholdController ctl(p);
-  Rng rng(17);
-  const Arm arm{2, std::nullopt};
-  const std::size_t block = 5000;
-  double worst_late_block = 0;
-  std::size_t disagreements = 0;
-  for (std::size_t t = 0; t < 40000; ++t) {
-    const auto s = synthetic_exit(rng);
-    Outcome o;
-    o.threshold = ctl.threshold();
-    o.exits = {{2, s.disagree ? 1 : 0, s.confidence}};
-    const bool exits = s.confidence >= ctl.threshold();
-    o.answered_by = exits ? AnsweredBy::edge_exit : AnsweredBy::cloud;
-    if (exits) disagreements += s.disagree;
-    o.audited = exits && ctl.draw_audit();
-    if (!exits || o.audited) o.final_prediction = 0;
-    ctl.observe(arm, o);
-    if ((t + 1) % block == 0) {
-      const double rate = static_cast<double>(disagreements) / block;
-      if (t + 1 > block)
-        worst_late_block = std::max(worst_late_block, rate);  // the first block pays for the bad start
-      disagreements = 0;
-    }
-  }
-  EXPECT_LE(worst_late_block, p.budget) << "realised disagreement per 5000 samples after the first 5000";
-  // Not trivially safe: it must have come down from "offload everything" to a threshold that exits samples.
-  EXPECT_LT(ctl.threshold(), 0.97);
-  EXPECT_GT(ctl.threshold(), 0.8);
-}
-
-TEST(ThresholdController, EstimateUsesOffloadedSamplesExactlyAndAuditsAsASample) {
-  ThresholdControllerParams p;
-  p.initial = 0.5;
-  p.update_every = 1000000;  // keep the threshold fixed
-  ThresholdController ctl(p);
-  const Arm arm{1, std::nullopt};
-  auto feed = [&](double conf, bool exited, bool audited, bool disagree) {
-    Outcome o;
-    o.exits = {{1, disagree ? 1 : 0, conf}};
-    o.answered_by = exited ? AnsweredBy::edge_exit : AnsweredBy::cloud;
-    o.audited = audited;
-    if (!exited || audited) o.final_prediction = 0;
-    ctl.observe(arm, o);
-  };
-  for (int i = 0; i < 50; ++i) feed(0.4, false, false, i < 10);  // offloaded, 10 disagree at 0.4
-  for (int i = 0; i < 40; ++i) feed(0.8, true, false, false);    // exits, unseen
-  for (int i = 0; i < 10; ++i) feed(0.8, true, true, i < 1);     // audited, 1 of 10 disagrees
-  const auto at_03 = ctl.estimate(0.3), at_06 = ctl.estimate(0.6);
-  EXPECT_NEAR(at_03.point, 10.0 / 100 + 0.5 * 0.1, 1e-12);
-  EXPECT_NEAR(at_06.point, 0.5 * 0.1, 1e-12);
-  EXPECT_GT(at_06.upper, at_06.point);
-  EXPECT_EQ(at_06.exits, 50u);
-  EXPECT_EQ(at_06.audits, 10u);
-  EXPECT_NEAR(ctl.estimate(0.9).point, 0.0, 1e-12);
-}
-
-TEST(ThresholdController, StateRoundTrip) {
-  ThresholdController a, b;
-  Rng rng(3);
-  for (int t = 0; t < 3000; ++t) {
-    const auto s = synthetic_exit(rng);
-    Outcome o;
-    o.exits = {{1, s.disagree, s.confidence}};
-    o.answered_by = s.confidence >= a.threshold() ? AnsweredBy::edge_exit : AnsweredBy::cloud;
-    o.audited = o.exited() && a.draw_audit();
-    if (!o.exited() || o.audited) o.final_prediction = 0;
-    a.observe({1, {}}, o);
-  }
-  b.restore(a.state());
-  EXPECT_EQ(b.threshold(), a.threshold());
-  EXPECT_EQ(b.estimate(0.7).upper, a.estimate(0.7).upper);
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.draw_audit(), b.draw_audit());
-  EXPECT_THROW(b.restore(nlohmann::json::parse(R"({"threshold": 2})")), SchedError);
 }
 
 }  // namespace

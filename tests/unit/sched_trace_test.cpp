@@ -154,6 +154,24 @@ TEST(ReferenceTrace, Ucb1AndSplitEESConvergeToTheBestFixedArm) {
   }
 }
 
+TEST(ReferenceTrace, InOrderReplayKeepsTheTraceOrderAndRecordsEveryStep) {
+  Setting s = splitee_setting(2);
+  s.config.shuffle = false;
+  s.config.keep_steps = true;
+  auto policy = make_policy("fixed:split=1", {reference_trace().num_layers(), s.cost, 0, {}, nullptr});
+  const auto r = replay(reference_trace(), *policy, *s.cost, s.config, *s.table);
+  ASSERT_EQ(r.steps.size(), 2 * reference_trace().size());
+  double cost = 0;
+  for (std::size_t t = 0; t < r.steps.size(); ++t) {
+    ASSERT_EQ(r.steps[t].row, t % reference_trace().size());
+    const auto o =
+        simulate_outcome(reference_trace(), r.steps[t].row, {1, {}}, 0.9, Confidence::max_prob, false);
+    EXPECT_EQ(r.steps[t].answer, o.answer_prediction);
+    cost += r.steps[t].cost;
+  }
+  EXPECT_NEAR(cost / static_cast<double>(r.steps.size()), r.mean_cost, 1e-9);
+}
+
 TEST(ReferenceTrace, ThresholdControllerFromABadAlphaReachesTheBudgetAndStays) {
   const ExitTrace& t = reference_trace();
   ThresholdControllerParams p;

@@ -1,11 +1,13 @@
-// The text model (models/spam-bert) in the C++ runtime against PyTorch: golden vectors exported by
-// models/train/export.py hold a few test mails (their UTF-8 text and PyTorch's token ids), the hidden state
-// after the embeddings and after every layer, and every exit's logits. Also: the committed 200-mail sample
-// gives PyTorch's predictions, and a model directory with a broken vocabulary or config is refused.
+// The text models (models/spam-bert, models/spam3-bert) in the C++ runtime against PyTorch: golden vectors
+// exported by models/train/export.py hold a few test mails (their UTF-8 text and PyTorch's token ids), the
+// hidden state after the embeddings and after every layer, and every exit's logits. Also: the committed
+// 200-mail sample gives PyTorch's predictions, and a model directory with a broken vocabulary or config is
+// refused.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -29,8 +31,15 @@ namespace fs = std::filesystem;
 using model::Matrix;
 
 fs::path model_dir() {
-  const char* dir = std::getenv("EE_TEST_BERT_DIR");  // lets a freshly trained model be checked before commit
-  return dir ? fs::path(dir) : fs::path(EE_SOURCE_DIR) / "models/spam-bert";
+  return fs::path(EE_SOURCE_DIR) / "models/spam-bert";
+}
+
+// Every shipped text model; EE_TEST_BERT_DIR names another one, to check a freshly trained model before
+// commit.
+std::vector<std::string> golden_dirs() {
+  if (const char* dir = std::getenv("EE_TEST_BERT_DIR")) return {dir};
+  return {std::string(EE_SOURCE_DIR) + "/models/spam-bert",
+          std::string(EE_SOURCE_DIR) + "/models/spam3-bert"};
 }
 
 // max |a - b| / max |b| over the rows that hold real tokens (padding rows are unspecified on both sides).
@@ -48,8 +57,9 @@ nlohmann::json safetensors_metadata(const fs::path& path) {
   return nlohmann::json::parse(header).value("__metadata__", nlohmann::json::object());
 }
 
-class BertGolden : public ::testing::Test {
+class BertGolden : public ::testing::TestWithParam<std::string> {
  protected:
+  fs::path model_dir() const { return GetParam(); }
   void SetUp() override {
     model = model::MultiExitModel::load(model_dir());
     golden = model::SafeTensors::open(model_dir() / "golden.safetensors");
@@ -88,7 +98,7 @@ class BertGolden : public ::testing::Test {
   model::Workspace ws;
 };
 
-TEST_F(BertGolden, EveryLayerAndExitMatchesPyTorch) {
+TEST_P(BertGolden, EveryLayerAndExitMatchesPyTorch) {
   ASSERT_GE(batch.batch(), 4);
   ASSERT_LT(*std::min_element(batch.lengths.begin(), batch.lengths.end()), batch.tokens)
       << "no padding exercised";
@@ -105,7 +115,7 @@ TEST_F(BertGolden, EveryLayerAndExitMatchesPyTorch) {
   }
 }
 
-TEST_F(BertGolden, TokenizerGivesPyTorchsIds) {
+TEST_P(BertGolden, TokenizerGivesPyTorchsIds) {
   const auto tokenizer = text::BertTokenizer::for_model(model_dir(), model->config());
   std::vector<std::string> texts;
   for (int b = 0; b < batch.batch(); ++b) {
@@ -119,7 +129,7 @@ TEST_F(BertGolden, TokenizerGivesPyTorchsIds) {
   EXPECT_EQ(ours.token_type_ids, batch.token_type_ids);
 }
 
-TEST_F(BertGolden, PaddingDoesNotChangeAnAnswer) {
+TEST_P(BertGolden, PaddingDoesNotChangeAnAnswer) {
   model::Hidden all = model->embed_tokens(batch);
   model->run_layers(all, model->num_layers(), ws);
   const Matrix logits = model->exit_logits(all, model->num_layers(), ws);
@@ -139,7 +149,7 @@ TEST_F(BertGolden, PaddingDoesNotChangeAnAnswer) {
 
 // The committed sample (200 test mails) through tokenizer and model: every exit's prediction and
 // probability must be PyTorch's (test_predictions.safetensors covers the whole test split).
-TEST_F(BertGolden, SamplePredictionsMatchPyTorch) {
+TEST_P(BertGolden, SamplePredictionsMatchPyTorch) {
   const auto tokenizer = text::BertTokenizer::for_model(model_dir(), model->config());
   const auto preds_path = model_dir() / "test_predictions.safetensors";
   const auto preds = model::SafeTensors::open(preds_path);
@@ -182,6 +192,14 @@ TEST_F(BertGolden, SamplePredictionsMatchPyTorch) {
   }
   EXPECT_EQ(checked, static_cast<int>(texts.size() * exit_layers.size()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, BertGolden, ::testing::ValuesIn(golden_dirs()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = fs::path(info.param).filename().string();
+                           std::replace_if(
+                               name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
+                           return name;
+                         });
 
 // --- a broken model directory is refused with a message naming what is wrong -----------------------------
 
