@@ -151,7 +151,7 @@ def make(out_dir):
 
 def read_norway(path):
     """Riiser et al. 3G/HSDPA logs (and the Ghent 4G logs in the same layout): whitespace-separated
-    `unix_s ms lat lon bytes elapsed_ms` per line -> (start times s, Mbit/s) per line's interval."""
+    `unix_s ms_since_start lat lon bytes elapsed_ms` per line -> (start times s, Mbit/s) per line's interval."""
     t, out_t, out_mbps = 0.0, [], []
     for line in open(path):
         f = line.split()
