@@ -4,24 +4,17 @@
 
 #include <gtest/gtest.h>
 
-#include <sstream>
+#include "tests/unit/trace_text.hpp"
 
 namespace ee::sim {
 namespace {
 
-NetTrace mahimahi(const std::string& text, const MahimahiLink& link = {}) {
-  std::istringstream in(text);
-  return NetTrace::parse_mahimahi(in, "test.up", link);
-}
-
-NetTrace csv(const std::string& rows) {
-  std::istringstream in("t_s,bandwidth_mbps,rtt_ms,loss\n" + rows);
-  return NetTrace::parse_csv(in, "test.csv");
-}
+using ee::testing::csv_trace;
+using ee::testing::mahimahi_trace;
 
 TEST(LinkQueue, MahimahiSendsShareAHalfUsedOpportunityAndWasteIdleOnes) {
   // Opportunities at 1, 2, 2 ms, looping every 2 ms (3, 4, 4, 5, 6, 6, ...): 18 Mbit/s; 10 ms each way.
-  const NetTrace t = mahimahi("1\n2\n2\n", {10, 0});
+  const NetTrace t = mahimahi_trace("1\n2\n2\n", {10, 0});
   LinkQueue q(t);
   // 4000 bytes: opportunities 0, 1 and the first 1000 bytes of 2 (at 2 ms).
   Transfer a = q.send(0, 4000);
@@ -41,7 +34,7 @@ TEST(LinkQueue, MahimahiSendsShareAHalfUsedOpportunityAndWasteIdleOnes) {
 
 TEST(LinkQueue, CsvTransferWaitsOutAnOutageAndTakesTheDelayWhereItLeaves) {
   // 8 Mbit/s with 40 ms RTT for [0, 1), an outage for [1, 2), 16 Mbit/s with 100 ms RTT after.
-  const NetTrace t = csv("0,8,40,0\n1,0,40,0\n2,16,100,0\n");
+  const NetTrace t = csv_trace("0,8,40,0\n1,0,40,0\n2,16,100,0\n");
   // 1.5 MB at 0.5 s: 0.5 MB by 1 s, nothing until 2 s, the last 1 MB at 2 MB/s by 2.5 s; then 50 ms.
   const Transfer x = transfer(t, 0.5, 1'500'000);
   EXPECT_EQ(x.packets, 1000u);
@@ -52,7 +45,7 @@ TEST(LinkQueue, CsvTransferWaitsOutAnOutageAndTakesTheDelayWhereItLeaves) {
 
 TEST(LinkQueue, ByteStreamArrivesInOrderWhenTheDelayDrops) {
   // 12 Mbit/s (1.5 MB/s) throughout; RTT 200 ms until 1 s, then 0.
-  const NetTrace t = csv("0,12,200,0\n1,12,0,0\n");
+  const NetTrace t = csv_trace("0,12,200,0\n1,12,0,0\n");
   // Two packets at 0.998 s leave at 0.999 s (100 ms to go) and 1.000 s (no delay): the second cannot
   // overtake the first in a TCP stream, so the send is complete when the first arrives.
   const Transfer x = transfer(t, 0.998, 3000);
@@ -62,7 +55,7 @@ TEST(LinkQueue, ByteStreamArrivesInOrderWhenTheDelayDrops) {
 
 TEST(LinkQueue, ALostPacketIsResentOneRoundTripLater) {
   // 12 Mbit/s, 20 ms RTT; every packet leaving before 0.5 s is lost, none after.
-  const NetTrace t = csv("0,12,20,1\n0.5,12,20,0\n");
+  const NetTrace t = csv_trace("0,12,20,1\n0.5,12,20,0\n");
   // A packet takes 1 ms. Sent at 0.4 s it leaves at 0.401, 0.422, 0.443, 0.464, 0.485 (lost each time:
   // 1 ms on the link plus 20 ms until the sender knows) and at 0.506, delivered 10 ms later.
   const Transfer x = transfer(t, 0.4, 1500);
@@ -76,7 +69,7 @@ TEST(LinkQueue, ALostPacketIsResentOneRoundTripLater) {
 }
 
 TEST(LinkQueue, LossDrawsAreDeterministicForASeedAndHaveTheTracesRate) {
-  const NetTrace t = mahimahi("1\n", {5, 0.1});
+  const NetTrace t = mahimahi_trace("1\n", {5, 0.1});
   const auto run = [&](std::uint64_t seed) {
     LinkQueue q(t, {.seed = seed});
     std::vector<double> arrivals;
@@ -97,7 +90,7 @@ TEST(LinkQueue, LossDrawsAreDeterministicForASeedAndHaveTheTracesRate) {
 }
 
 TEST(LinkQueue, TransferIsPureAndEqualsAFreshQueue) {
-  const NetTrace t = csv("0,10,40,0.05\n1,2,80,0.2\n");
+  const NetTrace t = csv_trace("0,10,40,0.05\n1,2,80,0.2\n");
   const Transfer x = transfer(t, 0.7, 200'000, {.seed = 3});
   const Transfer y = transfer(t, 0.7, 200'000, {.seed = 3});
   EXPECT_EQ(x.arrived_s, y.arrived_s);
@@ -111,7 +104,7 @@ TEST(LinkQueue, TransferIsPureAndEqualsAFreshQueue) {
 }
 
 TEST(LinkQueue, BacklogDrainsAtTheTracesRate) {
-  const NetTrace t = mahimahi("1\n");  // one opportunity a millisecond
+  const NetTrace t = mahimahi_trace("1\n");  // one opportunity a millisecond
   LinkQueue q(t);
   q.send(0, 15'000);
   EXPECT_DOUBLE_EQ(q.backlog_bytes(0), 15'000);
@@ -121,8 +114,8 @@ TEST(LinkQueue, BacklogDrainsAtTheTracesRate) {
 }
 
 TEST(LinkQueue, MahimahiAndCsvOfTheSameRateAgree) {
-  const NetTrace m = mahimahi("1\n");  // 12 Mbit/s
-  const NetTrace c = csv("0,12,0,0\n");
+  const NetTrace m = mahimahi_trace("1\n");  // 12 Mbit/s
+  const NetTrace c = csv_trace("0,12,0,0\n");
   for (double at : {0.0, 0.0004, 1.25}) {
     const double dm = transfer(m, at, 1'000'000).seconds(), dc = transfer(c, at, 1'000'000).seconds();
     EXPECT_NEAR(dm, dc, 0.001) << "at " << at;  // at most one opportunity apart
@@ -131,7 +124,7 @@ TEST(LinkQueue, MahimahiAndCsvOfTheSameRateAgree) {
 }
 
 TEST(LinkQueue, RefusesTimeGoingBackwards) {
-  const NetTrace t = mahimahi("1\n");
+  const NetTrace t = mahimahi_trace("1\n");
   LinkQueue q(t);
   EXPECT_THROW(q.send(-1, 10), NetTraceError);
   q.send(2, 10);

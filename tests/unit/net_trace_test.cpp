@@ -9,20 +9,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/trace_text.hpp"
+
 namespace ee::sim {
 namespace {
 
 namespace fs = std::filesystem;
 
-NetTrace mahimahi(const std::string& text, const MahimahiLink& link = {}) {
-  std::istringstream in(text);
-  return NetTrace::parse_mahimahi(in, "test.up", link);
-}
-
-NetTrace csv(const std::string& rows) {
-  std::istringstream in("t_s,bandwidth_mbps,rtt_ms,loss\n" + rows);
-  return NetTrace::parse_csv(in, "test.csv");
-}
+using ee::testing::csv_trace;
+using ee::testing::mahimahi_trace;
 
 // Runs `parse`, expecting a NetTraceError whose message contains every needle.
 template <typename F>
@@ -37,7 +32,7 @@ void expect_error(F parse, std::initializer_list<std::string> needles) {
 
 TEST(Mahimahi, OneOpportunityPerMillisecondIsTwelveMegabits) {
   // Mahimahi's own example of a fixed-rate link: the file "1", looping every millisecond.
-  const NetTrace t = mahimahi("1\n");
+  const NetTrace t = mahimahi_trace("1\n");
   EXPECT_EQ(t.format(), TraceFormat::mahimahi);
   EXPECT_DOUBLE_EQ(t.period_s(), 0.001);
   EXPECT_DOUBLE_EQ(t.mean_bandwidth_mbps(), 12.0);
@@ -53,7 +48,7 @@ TEST(Mahimahi, OneOpportunityPerMillisecondIsTwelveMegabits) {
 
 TEST(Mahimahi, OpportunitiesAtThePeriodFireOncePerLoopBesideTheNextLoopsFirst) {
   // "0 10 10" loops with period 10: opportunities at 0, 10, 10, then 10 (= 0 + 10), 20, 20, 20, 30, ...
-  const NetTrace t = mahimahi("0\n10\n10\n");
+  const NetTrace t = mahimahi_trace("0\n10\n10\n");
   EXPECT_DOUBLE_EQ(t.period_s(), 0.010);
   EXPECT_EQ(t.capacity_before(0.0), 0);
   EXPECT_EQ(t.capacity_before(0.005), 1 * 1500.0);
@@ -69,29 +64,29 @@ TEST(Mahimahi, OpportunitiesAtThePeriodFireOncePerLoopBesideTheNextLoopsFirst) {
 }
 
 TEST(Mahimahi, DelayAndLossComeWithTheFile) {
-  const NetTrace t = mahimahi("1\n2\r\n", {25, 0.01});  // a Windows line end is tolerated
+  const NetTrace t = mahimahi_trace("1\n2\r\n", {25, 0.01});  // a Windows line end is tolerated
   EXPECT_DOUBLE_EQ(t.one_way_delay_s(3.7), 0.025);
   EXPECT_DOUBLE_EQ(t.loss(3.7), 0.01);
   EXPECT_FALSE(t.lossless());
   EXPECT_TRUE(t.constant_delay());
-  EXPECT_TRUE(mahimahi("1\n").lossless());
+  EXPECT_TRUE(mahimahi_trace("1\n").lossless());
 }
 
 TEST(Mahimahi, RefusesMalformedFilesNamingTheLine) {
-  expect_error([] { mahimahi(""); }, {"test.up", "empty trace"});
-  expect_error([] { mahimahi("1\n\n3\n"); }, {"test.up:2:", "empty line"});
-  expect_error([] { mahimahi("1\n2\nabc\n"); }, {"test.up:3:", "'abc'"});
-  expect_error([] { mahimahi("1.5\n"); }, {"test.up:1:", "integer"});
-  expect_error([] { mahimahi("1\n-3\n"); }, {"test.up:2:", "negative"});
-  expect_error([] { mahimahi("5\n7\n3\n"); }, {"test.up:3:", "before the previous", "(7)"});
-  expect_error([] { mahimahi("0\n0\n"); }, {"test.up", "period", "> 0"});
-  expect_error([] { mahimahi("1\n", {-1, 0}); }, {"test.up", "delay"});
-  expect_error([] { mahimahi("1\n", {0, 1.0}); }, {"test.up", "loss"});
+  expect_error([] { mahimahi_trace(""); }, {"test.up", "empty trace"});
+  expect_error([] { mahimahi_trace("1\n\n3\n"); }, {"test.up:2:", "empty line"});
+  expect_error([] { mahimahi_trace("1\n2\nabc\n"); }, {"test.up:3:", "'abc'"});
+  expect_error([] { mahimahi_trace("1.5\n"); }, {"test.up:1:", "integer"});
+  expect_error([] { mahimahi_trace("1\n-3\n"); }, {"test.up:2:", "negative"});
+  expect_error([] { mahimahi_trace("5\n7\n3\n"); }, {"test.up:3:", "before the previous", "(7)"});
+  expect_error([] { mahimahi_trace("0\n0\n"); }, {"test.up", "period", "> 0"});
+  expect_error([] { mahimahi_trace("1\n", {-1, 0}); }, {"test.up", "delay"});
+  expect_error([] { mahimahi_trace("1\n", {0, 1.0}); }, {"test.up", "loss"});
 }
 
 TEST(Csv, RowsHoldUntilTheNextAndTheLastForTheIntervalBeforeIt) {
   // 8 Mbit/s (1e6 B/s) for [0, 1), an outage for [1, 2), 16 Mbit/s (2e6 B/s) for [2, 3); period 3 s.
-  const NetTrace t = csv("0,8,40,0\n1,0,40,0.5\n2,16,100,0\n");
+  const NetTrace t = csv_trace("0,8,40,0\n1,0,40,0.5\n2,16,100,0\n");
   EXPECT_EQ(t.format(), TraceFormat::csv);
   EXPECT_DOUBLE_EQ(t.period_s(), 3.0);
   EXPECT_DOUBLE_EQ(t.period_capacity_bytes(), 3e6);
@@ -114,7 +109,7 @@ TEST(Csv, RowsHoldUntilTheNextAndTheLastForTheIntervalBeforeIt) {
 }
 
 TEST(Csv, OneRowIsAConstantLink) {
-  const NetTrace t = csv("0, 12 , 20, 0\r\n");
+  const NetTrace t = csv_trace("0, 12 , 20, 0\r\n");
   EXPECT_DOUBLE_EQ(t.mean_bandwidth_mbps(17.3, 18.9), 12.0);
   EXPECT_DOUBLE_EQ(t.time_at_capacity(1.5e6 * 10), 10.0);
   EXPECT_TRUE(t.lossless());
@@ -128,25 +123,25 @@ TEST(Csv, RefusesMalformedFilesNamingTheLine) {
   expect_error([&] { parse(""); }, {"bad.csv", "header"});
   expect_error([&] { parse("t_s,bandwidth,rtt_ms,loss\n0,1,1,0\n"); }, {"bad.csv:1:", "header"});
   expect_error([&] { parse("t_s,bandwidth_mbps,rtt_ms,loss,extra\n0,1,1,0\n"); }, {"bad.csv:1:", "header"});
-  expect_error([] { csv(""); }, {"test.csv", "no rows"});
-  expect_error([] { csv("0,10,20\n"); }, {"test.csv:2:", "3 fields"});
-  expect_error([] { csv("0,10,20,0\n1,ten,20,0\n"); }, {"test.csv:3:", "bandwidth_mbps", "'ten'"});
-  expect_error([] { csv("0,10,20,0\n1,10,20,\n"); }, {"test.csv:3:", "loss"});
-  expect_error([] { csv("0.5,10,20,0\n"); }, {"test.csv:2:", "t_s 0"});
-  expect_error([] { csv("0,10,20,0\n2,10,20,0\n1,10,20,0\n"); }, {"test.csv:4:", "does not increase"});
-  expect_error([] { csv("0,10,20,0\n0,10,20,0\n"); }, {"test.csv:3:", "does not increase"});
-  expect_error([] { csv("0,-1,20,0\n"); }, {"test.csv:2:", "negative bandwidth"});
-  expect_error([] { csv("0,10,-20,0\n"); }, {"test.csv:2:", "negative rtt"});
-  expect_error([] { csv("0,10,20,1.5\n"); }, {"test.csv:2:", "loss 1.5"});
-  expect_error([] { csv("0,10,20,-0.1\n"); }, {"test.csv:2:", "loss -0.1"});
-  expect_error([] { csv("0,10,20,0\n\n2,10,20,0\n"); }, {"test.csv:3:", "empty line"});
-  expect_error([] { csv("0,10,20,nan\n"); }, {"test.csv:2:", "not a number"});
-  expect_error([] { csv("0,0,20,0\n1,0,20,0\n"); }, {"test.csv", "never delivers"});
-  expect_error([] { csv("0,10,20,1\n1,0,20,0\n"); }, {"test.csv", "never delivers"});
+  expect_error([] { csv_trace(""); }, {"test.csv", "no rows"});
+  expect_error([] { csv_trace("0,10,20\n"); }, {"test.csv:2:", "3 fields"});
+  expect_error([] { csv_trace("0,10,20,0\n1,ten,20,0\n"); }, {"test.csv:3:", "bandwidth_mbps", "'ten'"});
+  expect_error([] { csv_trace("0,10,20,0\n1,10,20,\n"); }, {"test.csv:3:", "loss"});
+  expect_error([] { csv_trace("0.5,10,20,0\n"); }, {"test.csv:2:", "t_s 0"});
+  expect_error([] { csv_trace("0,10,20,0\n2,10,20,0\n1,10,20,0\n"); }, {"test.csv:4:", "does not increase"});
+  expect_error([] { csv_trace("0,10,20,0\n0,10,20,0\n"); }, {"test.csv:3:", "does not increase"});
+  expect_error([] { csv_trace("0,-1,20,0\n"); }, {"test.csv:2:", "negative bandwidth"});
+  expect_error([] { csv_trace("0,10,-20,0\n"); }, {"test.csv:2:", "negative rtt"});
+  expect_error([] { csv_trace("0,10,20,1.5\n"); }, {"test.csv:2:", "loss 1.5"});
+  expect_error([] { csv_trace("0,10,20,-0.1\n"); }, {"test.csv:2:", "loss -0.1"});
+  expect_error([] { csv_trace("0,10,20,0\n\n2,10,20,0\n"); }, {"test.csv:3:", "empty line"});
+  expect_error([] { csv_trace("0,10,20,nan\n"); }, {"test.csv:2:", "not a number"});
+  expect_error([] { csv_trace("0,0,20,0\n1,0,20,0\n"); }, {"test.csv", "never delivers"});
+  expect_error([] { csv_trace("0,10,20,1\n1,0,20,0\n"); }, {"test.csv", "never delivers"});
 }
 
 TEST(Csv, MeanBandwidthNeedsAWindow) {
-  expect_error([] { csv("0,10,20,0\n").mean_bandwidth_mbps(2, 2); }, {"test.csv", "empty window"});
+  expect_error([] { csv_trace("0,10,20,0\n").mean_bandwidth_mbps(2, 2); }, {"test.csv", "empty window"});
 }
 
 class TraceFile : public ::testing::Test {
