@@ -321,7 +321,7 @@ std::optional<uint64_t> count_parameter(const json& params, const char* key, con
 const json& parameters_of(const json& object, const std::string& where) {
   static const json empty = json::object();
   const json* p = member(object, "parameters");
-  if (!p) return empty;
+  if (!p || p->is_null()) return empty;  // some clients write absent optional fields as null
   if (!p->is_object()) throw bad_request(where + "'s \"parameters\" must be an object");
   return *p;
 }
@@ -517,8 +517,8 @@ std::vector<RequestedOutput> requested_outputs(const ModelDescription& model, co
                                                bool binary_default) {
   std::vector<RequestedOutput> outputs;
   const json* list = member(doc, "outputs");
-  if (list && !list->is_array()) throw bad_request("\"outputs\" must be an array");
-  if (!list || list->empty()) {
+  if (list && !list->is_null() && !list->is_array()) throw bad_request("\"outputs\" must be an array");
+  if (!list || list->is_null() || list->empty()) {
     for (Output o : kOutputs) outputs.push_back({o, binary_default});
     return outputs;
   }

@@ -302,6 +302,8 @@ TEST(ParseOutputs, NoneNamedMeansAllInJson) {
     EXPECT_FALSE(outputs[i].binary);
   }
   EXPECT_EQ(outputs_of({{"outputs", json::array()}}).size(), kNumOutputs);
+  // Absent optional fields written as null.
+  EXPECT_EQ(outputs_of({{"outputs", nullptr}, {"parameters", nullptr}}).size(), kNumOutputs);
 }
 
 TEST(ParseOutputs, PerOutputBinaryOverridesTheRequestsDefault) {
