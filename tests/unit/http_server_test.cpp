@@ -23,6 +23,8 @@
 #include <numeric>
 #include <thread>
 
+#include "tests/unit/edge_models.hpp"
+
 namespace ee::edge {
 namespace {
 
@@ -30,26 +32,12 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using ee::testing::spam_text_model;
+using ee::testing::tiny_image_model;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
 constexpr auto kBound = std::chrono::seconds(10);
-
-ModelDescription tiny() {
-  ModelDescription m;
-  m.name = "tiny";
-  m.image_size = 2;
-  m.labels = {"even", "odd"};
-  return m;
-}
-
-ModelDescription spam() {
-  ModelDescription m;
-  m.name = "spam";
-  m.kind = ModelKind::text;
-  m.labels = {"ham", "spam"};
-  return m;
-}
 
 // The fake model: a sample's label is its pixel sum (or text length) mod 2, edge_us carries the sum.
 InferResult fake_answer(const InferRequest& request) {
@@ -144,7 +132,7 @@ struct Fixture {
     options.port = 0;
     options.threads = 2;
     server = std::make_unique<HttpServer>(
-        options, std::vector<ModelDescription>{tiny(), spam()},
+        options, std::vector<ModelDescription>{tiny_image_model(), spam_text_model()},
         [this](InferRequest request, InferCallback callback) {
           handle(std::move(request), std::move(callback));
         },
@@ -299,8 +287,8 @@ TEST(HttpServer, EveryRouteOnOneKeepAliveConnection) {
 
   r = c.get("/v2/models/tiny");
   EXPECT_EQ(r.result_int(), 200);
-  EXPECT_EQ(r.body(), encode_model_metadata(tiny()));
-  EXPECT_EQ(c.get("/v2/models/spam/versions/1").body(), encode_model_metadata(spam()));
+  EXPECT_EQ(r.body(), encode_model_metadata(tiny_image_model()));
+  EXPECT_EQ(c.get("/v2/models/spam/versions/1").body(), encode_model_metadata(spam_text_model()));
   r = c.get("/v2/models/tiny/versions/2");
   EXPECT_EQ(r.result_int(), 404);
   EXPECT_EQ(error_of(r), "model 'tiny' has no version '2'");
@@ -343,7 +331,7 @@ TEST(HttpServer, EveryRouteOnOneKeepAliveConnection) {
 }
 
 TEST(HttpServer, NoMetricsHandlerIs404) {
-  HttpServer server({.port = 0}, {tiny()}, [](InferRequest, InferCallback) {});
+  HttpServer server({.port = 0}, {tiny_image_model()}, [](InferRequest, InferCallback) {});
   server.start();
   Client c(server.port());
   EXPECT_EQ(c.get("/metrics").result_int(), 404);
@@ -361,9 +349,9 @@ TEST(HttpServer, InferJsonAndText) {
   const json doc = json::parse(r.body());
   EXPECT_EQ(doc["model_name"], "tiny");
   EXPECT_EQ(doc["id"], "batch");
-  EXPECT_EQ(doc["outputs"][0]["data"], json({0, 1}));           // 10 % 2, 1 % 2
-  EXPECT_EQ(doc["outputs"][1]["data"], json({"even", "odd"}));  // label_name
-  EXPECT_EQ(doc["outputs"][3]["data"], json({1, 2}));           // exit_layer
+  EXPECT_EQ(doc["outputs"][0]["data"], json({0, 1}));          // 10 % 2, 1 % 2
+  EXPECT_EQ(doc["outputs"][1]["data"], json({"cat", "dog"}));  // label_name
+  EXPECT_EQ(doc["outputs"][3]["data"], json({1, 2}));          // exit_layer
 
   const json text = {
       {"inputs", {{{"name", "text"}, {"shape", {2}}, {"datatype", "BYTES"}, {"data", {"ab", "abc"}}}}},
@@ -648,11 +636,11 @@ TEST(HttpServer, StopGivesUpOnAHandlerThatNeverAnswers) {
 }
 
 TEST(HttpServer, StartRefusesABusyPort) {
-  HttpServer first({.port = 0}, {tiny()}, [](InferRequest, InferCallback) {});
+  HttpServer first({.port = 0}, {tiny_image_model()}, [](InferRequest, InferCallback) {});
   first.start();
   ServerOptions options;
   options.port = first.port();
-  HttpServer second(options, {tiny()}, [](InferRequest, InferCallback) {});
+  HttpServer second(options, {tiny_image_model()}, [](InferRequest, InferCallback) {});
   try {
     second.start();
     ADD_FAILURE() << "bound a port already in use";

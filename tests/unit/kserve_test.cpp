@@ -13,12 +13,15 @@
 #include <numeric>
 
 #include "common/model/config.hpp"
+#include "tests/unit/edge_models.hpp"
 
 namespace ee::edge {
 namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ee::testing::spam_text_model;
+using ee::testing::tiny_image_model;
 
 ModelDescription fmnist() {
   ModelDescription m;
@@ -31,30 +34,11 @@ ModelDescription fmnist() {
   return m;
 }
 
-// Small enough to write its responses out by hand.
-ModelDescription tiny() {
-  ModelDescription m;
-  m.name = "tiny";
-  m.image_size = 2;
-  m.channels = 1;
-  m.labels = {"cat", "dog"};
-  return m;
-}
-
 ModelDescription rgb() {
-  ModelDescription m = tiny();
+  ModelDescription m = tiny_image_model();
   m.name = "rgb";
   m.image_size = 4;
   m.channels = 3;
-  return m;
-}
-
-ModelDescription spam() {
-  ModelDescription m;
-  m.name = "spam";
-  m.kind = ModelKind::text;
-  m.labels = {"ham", "spam"};
-  m.max_text_bytes = 32;
   return m;
 }
 
@@ -195,10 +179,10 @@ TEST(ParseImage, FieldOrderAndLookalikesDoNotMatter) {
           nested(px, {1, 2, 2}).dump() + "}]}",
   };
   for (const std::string& body : bodies) {
-    const InferRequest r = parse_infer_request(tiny(), body);
+    const InferRequest r = parse_infer_request(tiny_image_model(), body);
     EXPECT_EQ(r.pixels, px) << body;
   }
-  EXPECT_EQ(parse_infer_request(tiny(), bodies[1]).format.id, "a\"[1,2]\\");
+  EXPECT_EQ(parse_infer_request(tiny_image_model(), bodies[1]).format.id, "a\"[1,2]\\");
 }
 
 TEST(ParseImage, ChannelsAndSizeComeFromTheModel) {
@@ -252,7 +236,7 @@ TEST(ParseImage, IdAndTimeout) {
   json body = request_with(image_input({1, 4}, "UINT8", image_pixels(4)));
   body["id"] = "req-1";
   body["parameters"] = {{"timeout", 25000}, {"priority", 1}};
-  const InferRequest r = parse_infer_request(tiny(), body.dump());
+  const InferRequest r = parse_infer_request(tiny_image_model(), body.dump());
   EXPECT_EQ(r.format.id, "req-1");
   EXPECT_EQ(r.timeout, std::chrono::microseconds(25000));
 }
@@ -262,14 +246,14 @@ TEST(ParseImage, IdAndTimeout) {
 TEST(ParseText, JsonFlatAndNested) {
   const json flat = {
       {"inputs", {{{"name", "text"}, {"shape", {2}}, {"datatype", "BYTES"}, {"data", {"hello", "wörld"}}}}}};
-  InferRequest r = parse_infer_request(spam(), flat.dump());
+  InferRequest r = parse_infer_request(spam_text_model(), flat.dump());
   EXPECT_EQ(r.batch(), 2);
   EXPECT_EQ(r.texts, (std::vector<std::string>{"hello", "wörld"}));
   EXPECT_TRUE(r.pixels.empty());
 
   const json column = {
       {"inputs", {{{"name", "text"}, {"shape", {2, 1}}, {"datatype", "BYTES"}, {"data", {{"a"}, {"b"}}}}}}};
-  r = parse_infer_request(spam(), column.dump());
+  r = parse_infer_request(spam_text_model(), column.dump());
   EXPECT_EQ(r.texts, (std::vector<std::string>{"a", "b"}));
 }
 
@@ -281,7 +265,7 @@ TEST(ParseText, Binary) {
                           {"datatype", "BYTES"},
                           {"parameters", {{"binary_data_size", binary.size()}}}}}}};
   const BinaryBody b = with_binary(header, binary);
-  EXPECT_EQ(parse_infer_request(spam(), b.body, b.json_length).texts,
+  EXPECT_EQ(parse_infer_request(spam_text_model(), b.body, b.json_length).texts,
             (std::vector<std::string>{"win a prize", "see you at 5"}));
 }
 
@@ -289,7 +273,7 @@ TEST(ParseText, Binary) {
 
 std::vector<RequestedOutput> outputs_of(json body) {
   body["inputs"] = request_with(image_input({1, 4}, "UINT8", image_pixels(4)))["inputs"];
-  return parse_infer_request(tiny(), body.dump()).format.outputs;
+  return parse_infer_request(tiny_image_model(), body.dump()).format.outputs;
 }
 
 TEST(ParseOutputs, NoneNamedMeansAllInJson) {
@@ -335,40 +319,42 @@ TEST(Refuse, MalformedJson) {
         R"({"inputs":[{"name":"image","shape":[1,4],"datatype":"UINT8","data":[1,2,3,4]}]},)",
         R"({"inputs":[{"name":"image","shape":[1,4],"datatype":"UINT8","data":[1,2,3,4]} "x"]})",
         R"({"inputs":[{"name":"image","shape":[1,4],"datatype":"UINT8","data":[1,2,3,4})"}) {
-    const HttpError e = refusal(tiny(), body);
+    const HttpError e = refusal(tiny_image_model(), body);
     EXPECT_EQ(e.status(), 400) << body;
     EXPECT_THAT(e.what(), HasSubstr("malformed JSON")) << body;
   }
-  EXPECT_THAT(refusal(tiny(), "[]").what(), HasSubstr("must be a JSON object"));
+  EXPECT_THAT(refusal(tiny_image_model(), "[]").what(), HasSubstr("must be a JSON object"));
 }
 
 TEST(Refuse, RequestStructure) {
   const json good = image_input({1, 4}, "UINT8", image_pixels(4));
-  expect_refused(tiny(), json::object(), "no \"inputs\"");
-  expect_refused(tiny(), {{"inputs", good}}, "\"inputs\" must be an array");
-  expect_refused(tiny(), {{"inputs", json::array()}}, "\"inputs\" is empty");
-  expect_refused(tiny(), {{"inputs", {good, good}}}, "takes one input, 'image'; the request has 2");
+  expect_refused(tiny_image_model(), json::object(), "no \"inputs\"");
+  expect_refused(tiny_image_model(), {{"inputs", good}}, "\"inputs\" must be an array");
+  expect_refused(tiny_image_model(), {{"inputs", json::array()}}, "\"inputs\" is empty");
+  expect_refused(tiny_image_model(), {{"inputs", {good, good}}},
+                 "takes one input, 'image'; the request has 2");
   json renamed = good;
   renamed["name"] = "img";
-  expect_refused(tiny(), request_with(renamed), "unknown input 'img'; model 'tiny' takes 'image'");
+  expect_refused(tiny_image_model(), request_with(renamed),
+                 "unknown input 'img'; model 'tiny' takes 'image'");
   json body = request_with(good);
   body["id"] = 7;
-  expect_refused(tiny(), body, "\"id\" must be a string");
+  expect_refused(tiny_image_model(), body, "\"id\" must be a string");
   body = request_with(good);
   body["parameters"] = {{"timeout", -1}};
-  expect_refused(tiny(), body, "\"timeout\" must be a non-negative integer");
+  expect_refused(tiny_image_model(), body, "\"timeout\" must be a non-negative integer");
   json no_shape = good;
   no_shape.erase("shape");
-  expect_refused(tiny(), request_with(no_shape), "input 'image' has no \"shape\"");
+  expect_refused(tiny_image_model(), request_with(no_shape), "input 'image' has no \"shape\"");
   json no_type = good;
   no_type.erase("datatype");
-  expect_refused(tiny(), request_with(no_type), "input 'image' has no \"datatype\"");
+  expect_refused(tiny_image_model(), request_with(no_type), "input 'image' has no \"datatype\"");
   json no_data = good;
   no_data.erase("data");
-  expect_refused(tiny(), request_with(no_data), "neither \"data\" nor binary_data_size");
+  expect_refused(tiny_image_model(), request_with(no_data), "neither \"data\" nor binary_data_size");
   json null_data = good;
   null_data["data"] = nullptr;
-  expect_refused(tiny(), request_with(null_data), "\"data\" must be an array");
+  expect_refused(tiny_image_model(), request_with(null_data), "\"data\" must be an array");
 }
 
 TEST(Refuse, DatatypeAndShape) {
@@ -395,8 +381,8 @@ TEST(Refuse, ElementCountAndNesting) {
   expect_refused(fmnist(),
                  request_with(image_input({1, 784}, "UINT8", nested(image_pixels(784), {1, 28, 28}))),
                  "nested as [1,28,28]; its shape is [1,784]");
-  expect_refused(tiny(), request_with(image_input({1, 4}, "UINT8", {{1, 2, 3}, {4}})), "ragged");
-  expect_refused(tiny(), request_with(image_input({1, 4}, "UINT8", {1, {2, 3}, 4})), "ragged");
+  expect_refused(tiny_image_model(), request_with(image_input({1, 4}, "UINT8", {{1, 2, 3}, {4}})), "ragged");
+  expect_refused(tiny_image_model(), request_with(image_input({1, 4}, "UINT8", {1, {2, 3}, 4})), "ragged");
 }
 
 TEST(Refuse, DeepNesting) {
@@ -406,13 +392,13 @@ TEST(Refuse, DeepNesting) {
   for (const std::string& body : {prefix + R"("data":)" + deep + "}]}",
                                   prefix + R"("data":[1,2,3,4],"parameters":{"x":)" + deep + "}}]}",
                                   R"({"parameters":{"x":)" + deep + "}}"}) {
-    const HttpError e = refusal(tiny(), body);
+    const HttpError e = refusal(tiny_image_model(), body);
     EXPECT_EQ(e.status(), 400);
     EXPECT_THAT(e.what(), HasSubstr("the JSON is nested more than 16 deep"));
   }
   // As deep as a tensor gets, and more, within the limit.
   const std::string nested8 = std::string(8, '[') + "1,2,3,4" + std::string(8, ']');
-  EXPECT_THAT(refusal(tiny(), prefix + R"("data":)" + nested8 + "}]}").what(),
+  EXPECT_THAT(refusal(tiny_image_model(), prefix + R"("data":)" + nested8 + "}]}").what(),
               HasSubstr("nested as [1,1,1,1,1,1,1,4]"));
 }
 
@@ -422,22 +408,23 @@ TEST(Refuse, PixelValues) {
     data[2] = v;
     return request_with(image_input({1, 4}, datatype, data));
   };
-  expect_refused(tiny(), with_value("UINT8", 256), "element 2 is 256; UINT8 values are integers 0..255");
-  expect_refused(tiny(), with_value("UINT8", -1), "element 2 is -1; UINT8");
-  expect_refused(tiny(), with_value("UINT8", 1.5), "element 2 is 1.5; UINT8");
-  expect_refused(tiny(), with_value("UINT8", "7"), "element 2 is \"7\", not a number");
-  expect_refused(tiny(), with_value("UINT8", true), "element 2 is true, not a number");
-  expect_refused(tiny(), with_value("FP32", 255.5),
+  expect_refused(tiny_image_model(), with_value("UINT8", 256),
+                 "element 2 is 256; UINT8 values are integers 0..255");
+  expect_refused(tiny_image_model(), with_value("UINT8", -1), "element 2 is -1; UINT8");
+  expect_refused(tiny_image_model(), with_value("UINT8", 1.5), "element 2 is 1.5; UINT8");
+  expect_refused(tiny_image_model(), with_value("UINT8", "7"), "element 2 is \"7\", not a number");
+  expect_refused(tiny_image_model(), with_value("UINT8", true), "element 2 is true, not a number");
+  expect_refused(tiny_image_model(), with_value("FP32", 255.5),
                  "element 2 is 255.5; FP32 pixels are raw values in [0, 255]");
-  expect_refused(tiny(), with_value("FP32", -0.25), "element 2 is -0.25; FP32");
-  expect_refused(tiny(), with_value("FP32", nullptr), "element 2 is null, not a number");
-  expect_refused(tiny(), with_value("FP32", {{"a", 1}}), "element 2 is an object, not a number");
-  expect_refused(tiny(), with_value("UINT8", std::string(100, 'x')),
+  expect_refused(tiny_image_model(), with_value("FP32", -0.25), "element 2 is -0.25; FP32");
+  expect_refused(tiny_image_model(), with_value("FP32", nullptr), "element 2 is null, not a number");
+  expect_refused(tiny_image_model(), with_value("FP32", {{"a", 1}}), "element 2 is an object, not a number");
+  expect_refused(tiny_image_model(), with_value("UINT8", std::string(100, 'x')),
                  "element 2 is \"" + std::string(36, 'x') + "..., not a number");
   // A number past a double's range.
   const std::string huge =
       R"({"inputs":[{"name":"image","shape":[1,4],"datatype":"FP32","data":[1,2,1e999,4]}]})";
-  const HttpError e = refusal(tiny(), huge);
+  const HttpError e = refusal(tiny_image_model(), huge);
   EXPECT_EQ(e.status(), 400);
   EXPECT_THAT(e.what(), HasSubstr("number overflow parsing '1e999'"));
 }
@@ -452,7 +439,7 @@ TEST(Refuse, NanAndInfInBinaryFp32) {
                             {"datatype", "FP32"},
                             {"parameters", {{"binary_data_size", 16}}}}}}};
     const BinaryBody b = with_binary(header, bytes_of(f.data(), 16));
-    const HttpError e = refusal(tiny(), b.body, b.json_length);
+    const HttpError e = refusal(tiny_image_model(), b.body, b.json_length);
     EXPECT_EQ(e.status(), 400);
     EXPECT_THAT(e.what(), HasSubstr("element 3 is")) << bad;
     EXPECT_THAT(e.what(), HasSubstr("FP32 pixels must be finite")) << bad;
@@ -470,27 +457,31 @@ TEST(Refuse, BinarySizes) {
                    {"parameters", {{"binary_data_size", size}}}}}}};
   };
   BinaryBody b = with_binary(header(3), raw.substr(0, 3));
-  EXPECT_THAT(refusal(tiny(), b.body, b.json_length).what(),
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.json_length).what(),
               HasSubstr("binary_data_size 3; shape [1,4] of UINT8 needs 4"));
   b = with_binary(header(4), raw + "x");
-  EXPECT_THAT(refusal(tiny(), b.body, b.json_length).what(),
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.json_length).what(),
               HasSubstr("holds 5 bytes of binary data after its JSON; the inputs declare 4"));
   b = with_binary(header(4), raw.substr(0, 2));
-  EXPECT_THAT(refusal(tiny(), b.body, b.json_length).what(), HasSubstr("holds 2 bytes"));
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.json_length).what(), HasSubstr("holds 2 bytes"));
   b = with_binary(header(-4), raw);
-  EXPECT_THAT(refusal(tiny(), b.body, b.json_length).what(), HasSubstr("must be a non-negative integer"));
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.json_length).what(),
+              HasSubstr("must be a non-negative integer"));
   // Without the header the whole body is JSON, so binary data declared there has nowhere to be.
-  EXPECT_THAT(refusal(tiny(), header(4).dump()).what(), HasSubstr("no Inference-Header-Content-Length"));
+  EXPECT_THAT(refusal(tiny_image_model(), header(4).dump()).what(),
+              HasSubstr("no Inference-Header-Content-Length"));
   b = with_binary(header(4), raw);
-  EXPECT_THAT(refusal(tiny(), b.body, b.body.size() + 1).what(), HasSubstr("but the body is only"));
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.body.size() + 1).what(),
+              HasSubstr("but the body is only"));
   // JSON data and bytes after the JSON that no input claims.
   const BinaryBody json_data = with_binary(request_with(image_input({1, 4}, "UINT8", px)), "abcd");
-  EXPECT_THAT(refusal(tiny(), json_data.body, json_data.json_length).what(),
+  EXPECT_THAT(refusal(tiny_image_model(), json_data.body, json_data.json_length).what(),
               HasSubstr("the inputs declare 0"));
   json both = header(4);
   both["inputs"][0]["data"] = px;
   b = with_binary(both, raw);
-  EXPECT_THAT(refusal(tiny(), b.body, b.json_length).what(), HasSubstr("both \"data\" and binary_data_size"));
+  EXPECT_THAT(refusal(tiny_image_model(), b.body, b.json_length).what(),
+              HasSubstr("both \"data\" and binary_data_size"));
 
   for (const std::string bad : {"", "abc", "-1", "12x", " 12"}) {
     try {
@@ -512,16 +503,18 @@ TEST(Refuse, Texts) {
                    {"datatype", type},
                    {"data", data}}}}};
   };
-  expect_refused(spam(), texts({"fine", ""}), "input 'text' element 1 is an empty text");
-  expect_refused(spam(), texts({std::string(33, 'a')}), "element 0 is 33 bytes; the limit is 32");
-  EXPECT_NO_THROW(parse_infer_request(spam(), texts({std::string(32, 'a')}).dump()));
-  expect_refused(spam(), texts({"a", "b"}, nullptr, "UINT8"), "has datatype UINT8; model 'spam' takes BYTES");
-  expect_refused(spam(), texts({"a", "b"}, {2, 2}), "has shape [2,2]; model 'spam' takes [N] or [N,1]");
-  expect_refused(spam(), texts({"a", "b"}, {3}), "has 2 values; shape [3] needs 3");
-  expect_refused(spam(), texts({1, 2}), "element 0 is 1, not a string");
-  expect_refused(spam(), texts({"a", 2}), "element 1 is 2, not a string");
-  expect_refused(spam(), texts(json::array(), {0}), "batch size 0");
-  expect_refused(spam(), texts(json::array(), {1}), "has 0 values");
+  expect_refused(spam_text_model(), texts({"fine", ""}), "input 'text' element 1 is an empty text");
+  expect_refused(spam_text_model(), texts({std::string(33, 'a')}), "element 0 is 33 bytes; the limit is 32");
+  EXPECT_NO_THROW(parse_infer_request(spam_text_model(), texts({std::string(32, 'a')}).dump()));
+  expect_refused(spam_text_model(), texts({"a", "b"}, nullptr, "UINT8"),
+                 "has datatype UINT8; model 'spam' takes BYTES");
+  expect_refused(spam_text_model(), texts({"a", "b"}, {2, 2}),
+                 "has shape [2,2]; model 'spam' takes [N] or [N,1]");
+  expect_refused(spam_text_model(), texts({"a", "b"}, {3}), "has 2 values; shape [3] needs 3");
+  expect_refused(spam_text_model(), texts({1, 2}), "element 0 is 1, not a string");
+  expect_refused(spam_text_model(), texts({"a", 2}), "element 1 is 2, not a string");
+  expect_refused(spam_text_model(), texts(json::array(), {0}), "batch size 0");
+  expect_refused(spam_text_model(), texts(json::array(), {1}), "has 0 values");
 
   const auto binary_texts = [](const std::string& binary, int n) {
     return with_binary(json{{"inputs",
@@ -532,16 +525,20 @@ TEST(Refuse, Texts) {
                        binary);
   };
   BinaryBody b = binary_texts(bytes_element("ok") + bytes_element("\xff\xfe"), 2);
-  EXPECT_THAT(refusal(spam(), b.body, b.json_length).what(), HasSubstr("element 1 is not valid UTF-8"));
+  EXPECT_THAT(refusal(spam_text_model(), b.body, b.json_length).what(),
+              HasSubstr("element 1 is not valid UTF-8"));
   b = binary_texts(bytes_element("ok") + bytes_element("abc").substr(0, 5), 2);
-  EXPECT_THAT(refusal(spam(), b.body, b.json_length).what(), HasSubstr("element 1's length 3 runs past"));
+  EXPECT_THAT(refusal(spam_text_model(), b.body, b.json_length).what(),
+              HasSubstr("element 1's length 3 runs past"));
   b = binary_texts(bytes_element("ok") + "ab", 2);
-  EXPECT_THAT(refusal(spam(), b.body, b.json_length).what(), HasSubstr("ends inside element 1's length"));
+  EXPECT_THAT(refusal(spam_text_model(), b.body, b.json_length).what(),
+              HasSubstr("ends inside element 1's length"));
   b = binary_texts(bytes_element("ok"), 2);
-  EXPECT_THAT(refusal(spam(), b.body, b.json_length).what(),
+  EXPECT_THAT(refusal(spam_text_model(), b.body, b.json_length).what(),
               HasSubstr("holds 1 elements; shape [2] needs 2"));
   b = binary_texts(bytes_element(""), 1);
-  EXPECT_THAT(refusal(spam(), b.body, b.json_length).what(), HasSubstr("element 0 is an empty text"));
+  EXPECT_THAT(refusal(spam_text_model(), b.body, b.json_length).what(),
+              HasSubstr("element 0 is an empty text"));
 }
 
 TEST(Refuse, Outputs) {
@@ -550,20 +547,23 @@ TEST(Refuse, Outputs) {
     body["outputs"] = outputs;
     return body;
   };
-  expect_refused(tiny(), with_outputs({{{"name", "logits"}}}),
+  expect_refused(tiny_image_model(), with_outputs({{{"name", "logits"}}}),
                  "unknown output 'logits'; model 'tiny' has label, label_name, probabilities, exit_layer, "
                  "answered_by, split, edge_us, network_us, cloud_us");
-  expect_refused(tiny(), with_outputs({{{"name", "label"}}, {{"name", "label"}}}),
+  expect_refused(tiny_image_model(), with_outputs({{{"name", "label"}}, {{"name", "label"}}}),
                  "output 'label' is requested twice");
-  expect_refused(tiny(), with_outputs({{{"name", "label"}, {"parameters", {{"classification", 3}}}}}),
+  expect_refused(tiny_image_model(),
+                 with_outputs({{{"name", "label"}, {"parameters", {{"classification", 3}}}}}),
                  "asks for classification");
-  expect_refused(tiny(), with_outputs({{{"name", "label"}, {"parameters", {{"binary_data", 1}}}}}),
+  expect_refused(tiny_image_model(),
+                 with_outputs({{{"name", "label"}, {"parameters", {{"binary_data", 1}}}}}),
                  "\"binary_data\" must be true or false");
-  expect_refused(tiny(), with_outputs(json::array({"label"})), "each of \"outputs\" must be an object");
-  expect_refused(tiny(), with_outputs("label"), "\"outputs\" must be an array");
+  expect_refused(tiny_image_model(), with_outputs(json::array({"label"})),
+                 "each of \"outputs\" must be an object");
+  expect_refused(tiny_image_model(), with_outputs("label"), "\"outputs\" must be an array");
   json body = request_with(image_input({1, 4}, "UINT8", image_pixels(4)));
   body["parameters"] = {{"binary_data_output", "yes"}};
-  expect_refused(tiny(), body, "\"binary_data_output\" must be true or false");
+  expect_refused(tiny_image_model(), body, "\"binary_data_output\" must be true or false");
 }
 
 // ---- responses --------------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ ResponseFormat all_outputs(bool binary, std::optional<std::string> id = std::nul
 }
 
 TEST(Encode, JsonResponseExactly) {
-  const EncodedBody e = encode_infer_response(tiny(), all_outputs(false, "req-7"), two_samples());
+  const EncodedBody e = encode_infer_response(tiny_image_model(), all_outputs(false, "req-7"), two_samples());
   EXPECT_FALSE(e.json_length.has_value());
   EXPECT_EQ(e.body, R"({"model_name":"tiny","model_version":"1","id":"req-7","outputs":[)"
                     R"({"name":"label","datatype":"INT64","shape":[2],"data":[1,0]},)"
@@ -604,12 +604,12 @@ TEST(Encode, FloatsAreShortestRoundTrip) {
                    "a\"b",
                    {{Output::probabilities, false}, {Output::answered_by, false}, {Output::edge_us, false}},
                    1};
-  const json doc = json::parse(encode_infer_response(tiny(), f, r).body);
+  const json doc = json::parse(encode_infer_response(tiny_image_model(), f, r).body);
   EXPECT_EQ(doc["id"], "a\"b");
   EXPECT_EQ(doc["outputs"][0]["data"][0].get<float>(), 0.1f);
   EXPECT_EQ(doc["outputs"][1]["data"][0], "degraded");
   EXPECT_EQ(doc["outputs"][2]["data"][0].get<float>(), 1e-7f);
-  EXPECT_THAT(encode_infer_response(tiny(), f, r).body, HasSubstr("[0.1,0.9]"));
+  EXPECT_THAT(encode_infer_response(tiny_image_model(), f, r).body, HasSubstr("[0.1,0.9]"));
 }
 
 TEST(Encode, BinaryResponseLayoutExactly) {
@@ -620,7 +620,7 @@ TEST(Encode, BinaryResponseLayoutExactly) {
                           {Output::answered_by, true},
                           {Output::edge_us, true}},
                          2};
-  const EncodedBody e = encode_infer_response(tiny(), f, two_samples());
+  const EncodedBody e = encode_infer_response(tiny_image_model(), f, two_samples());
   const std::string header =
       R"({"model_name":"tiny","model_version":"1","outputs":[)"
       R"({"name":"label","datatype":"INT64","shape":[2],"parameters":{"binary_data_size":16}},)"
@@ -636,7 +636,7 @@ TEST(Encode, BinaryResponseLayoutExactly) {
 }
 
 TEST(Encode, AllBinaryAsTritonsClientReadsIt) {
-  const EncodedBody e = encode_infer_response(tiny(), all_outputs(true), two_samples());
+  const EncodedBody e = encode_infer_response(tiny_image_model(), all_outputs(true), two_samples());
   ASSERT_TRUE(e.json_length.has_value());
   const json doc = json::parse(e.body.substr(0, *e.json_length));
   // InferResult.as_numpy: each output's bytes follow the previous output's binary_data_size.
@@ -656,23 +656,23 @@ TEST(Encode, RefusesResultsThatDoNotFitTheRequest) {
   const ResponseFormat f = all_outputs(false);
   InferResult r = two_samples();
   r.samples.pop_back();
-  EXPECT_THROW(encode_infer_response(tiny(), f, r), std::invalid_argument);
+  EXPECT_THROW(encode_infer_response(tiny_image_model(), f, r), std::invalid_argument);
   r = two_samples();
   r.samples[1].probabilities.push_back(0);
-  EXPECT_THROW(encode_infer_response(tiny(), f, r), std::invalid_argument);
+  EXPECT_THROW(encode_infer_response(tiny_image_model(), f, r), std::invalid_argument);
   r = two_samples();
   r.samples[0].label = 2;
-  EXPECT_THROW(encode_infer_response(tiny(), f, r), std::invalid_argument);
+  EXPECT_THROW(encode_infer_response(tiny_image_model(), f, r), std::invalid_argument);
   r = two_samples();
   r.samples[0].probabilities[0] = std::nanf("");
-  EXPECT_THROW(encode_infer_response(tiny(), f, r), std::invalid_argument);
+  EXPECT_THROW(encode_infer_response(tiny_image_model(), f, r), std::invalid_argument);
   r = two_samples();
   r.samples[0].cloud_us = std::numeric_limits<float>::infinity();
-  EXPECT_THROW(encode_infer_response(tiny(), f, r), std::invalid_argument);
+  EXPECT_THROW(encode_infer_response(tiny_image_model(), f, r), std::invalid_argument);
 }
 
 TEST(Encode, ModelMetadataExactly) {
-  EXPECT_EQ(encode_model_metadata(tiny()),
+  EXPECT_EQ(encode_model_metadata(tiny_image_model()),
             R"({"name":"tiny","versions":["1"],"platform":"eesplit_safetensors",)"
             R"("inputs":[{"name":"image","datatype":"UINT8","shape":[-1,1,2,2]}],"outputs":[)"
             R"({"name":"label","datatype":"INT64","shape":[-1]},)"
@@ -684,7 +684,7 @@ TEST(Encode, ModelMetadataExactly) {
             R"({"name":"edge_us","datatype":"FP32","shape":[-1]},)"
             R"({"name":"network_us","datatype":"FP32","shape":[-1]},)"
             R"({"name":"cloud_us","datatype":"FP32","shape":[-1]}]})");
-  const json text = json::parse(encode_model_metadata(spam()));
+  const json text = json::parse(encode_model_metadata(spam_text_model()));
   EXPECT_EQ(text["inputs"], json::parse(R"([{"name":"text","datatype":"BYTES","shape":[-1]}])"));
   EXPECT_EQ(json::parse(encode_model_metadata(rgb()))["inputs"][0]["shape"], json({-1, 3, 4, 4}));
 }
