@@ -18,10 +18,10 @@
 namespace ee::edge {
 namespace {
 
-using nlohmann::json;
-using ::testing::HasSubstr;
 using ee::testing::spam_text_model;
 using ee::testing::tiny_image_model;
+using nlohmann::json;
+using ::testing::HasSubstr;
 
 ModelDescription fmnist() {
   ModelDescription m;
