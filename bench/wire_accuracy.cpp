@@ -61,8 +61,12 @@ std::vector<int> offload(const model::MultiExitModel& model, const model::Hidden
   received.reserve(static_cast<size_t>(edge.batch()));
   for (int b = 0; b < edge.batch(); ++b) {
     // Non-zero id and deadline, as the edge sends them (FlatBuffers omits fields left at their default).
-    const wire::ActivationMeta meta{static_cast<uint64_t>(b) + 1, limits.model_hash, edge.depth,
-                                    std::chrono::milliseconds(50)};
+    const wire::ActivationMeta meta{static_cast<uint64_t>(b) + 1,
+                                    limits.model_hash,
+                                    edge.depth,
+                                    std::chrono::milliseconds(50),
+                                    {},
+                                    false};
     const wire::Encoded e = wire::encode_activation(meta, edge.sample(b).topRows(edge.lengths[b]),
                                                     {v.dtype, v.compression, zstd_level});
     cell.frame_bytes.add(static_cast<double>(net::kLengthPrefixBytes + e.size()));

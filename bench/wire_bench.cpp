@@ -44,7 +44,7 @@ void label(benchmark::State& state, std::size_t frame_bytes) {
 
 void BM_Encode(benchmark::State& state) {
   const model::Matrix x = hidden_state(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
-  const wire::ActivationMeta meta{1, wire::Sha256{}, 3, std::chrono::milliseconds(20)};
+  const wire::ActivationMeta meta{1, wire::Sha256{}, 3, std::chrono::milliseconds(20), {}, false};
   std::size_t bytes = 0;
   for (auto _ : state) {
     const wire::Encoded e = wire::encode_activation(meta, x, options(state));
@@ -58,7 +58,7 @@ void BM_Encode(benchmark::State& state) {
 void BM_Decode(benchmark::State& state) {
   const int tokens = static_cast<int>(state.range(0)), hidden = static_cast<int>(state.range(1));
   const model::Matrix x = hidden_state(tokens, hidden);
-  const wire::Encoded e = wire::encode_activation({1, wire::Sha256{}, 3, {}}, x, options(state));
+  const wire::Encoded e = wire::encode_activation({1, wire::Sha256{}, 3, {}, {}, false}, x, options(state));
   const wire::Limits lim = limits(tokens, hidden);
   model::Matrix block(tokens, hidden);
   for (auto _ : state) {

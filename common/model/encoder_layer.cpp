@@ -102,10 +102,7 @@ const PackedBf16& EncoderLayer::Projection::bf16() const {
 }
 
 Gemm EncoderLayer::gemm_for(const Workspace& ws) const {
-  Gemm g = ws.options().gemm;
-  if (g == Gemm::bf16 && !bf16_gemm_supported()) g = Gemm::packed;
-  if (g == Gemm::packed && qkv_.packed.data.empty()) g = Gemm::blas;
-  return g;
+  return effective_gemm(ws.options().gemm);
 }
 
 void EncoderLayer::Projection::columns(Gemm g, Eigen::Index rows, const float* a, Eigen::Index k, float* y,

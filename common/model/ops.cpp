@@ -81,6 +81,27 @@ void softmax_rows(Ref x) {
   }
 }
 
+Gemm effective_gemm(Gemm requested) {
+  Gemm g = requested;
+  if (g == Gemm::bf16 && !bf16_gemm_supported()) g = Gemm::packed;
+  if (g == Gemm::packed && !packed_gemm_supported()) g = Gemm::blas;
+  return g;
+}
+
+std::string_view to_string(Gemm g) {
+  switch (g) {
+    case Gemm::packed:
+      return "packed";
+    case Gemm::blas:
+      return "blas";
+    case Gemm::eigen:
+      return "eigen";
+    case Gemm::bf16:
+      return "bf16";
+  }
+  return "unknown";
+}
+
 void gemm_nt(Gemm g, Eigen::Index m, Eigen::Index n, Eigen::Index k, const float* a, Eigen::Index lda,
              const float* b, Eigen::Index ldb, float beta, float* c, Eigen::Index ldc) {
   if (m == 0 || n == 0) return;

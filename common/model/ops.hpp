@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string_view>
 #include <vector>
 
 #include "common/model/tensor.hpp"
@@ -124,6 +125,10 @@ bool bf16_gemm_supported();
 // multiple of kPanel. Allocates only the first time a thread sees a product this large (A's rounded copy).
 void gemm_bf16(Eigen::Index m, Eigen::Index c0, Eigen::Index c1, const float* a, Eigen::Index lda,
                const PackedBf16& b, const float* bias, bool accumulate, float* c, Eigen::Index ldc);
+// The kernel that really runs when `requested` is asked for on this CPU: bf16 runs as packed without
+// AMX-BF16, packed as blas without AVX-512F. What a peer is told (wire::Hello) and what the engine runs.
+Gemm effective_gemm(Gemm requested);
+std::string_view to_string(Gemm g);  // "packed" | "blas" | "eigen" | "bf16"
 // Makes OpenBLAS run every call on the calling thread: the engine splits work across its own pool
 // (Workspace), and a second pool spinning on the same cores would fight it. Idempotent, thread-safe.
 void blas_single_threaded();

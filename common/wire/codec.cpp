@@ -5,9 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <memory>
-#include <stdexcept>
+#include <optional>
 
 #include "schemas/split_protocol_generated.h"
 
@@ -29,6 +28,14 @@ template <typename... Args>
 void check(bool ok, const char* field, fmt::format_string<Args...> format, Args&&... args) {
   if (!ok) throw WireError(field, fmt::format(format, std::forward<Args>(args)...));
 }
+
+// The C++ enums mirror the schema's value for value; the codec casts between them.
+static_assert(static_cast<int>(fb::ExitMeasure::MaxProb) == static_cast<int>(exits::Measure::max_prob) &&
+              static_cast<int>(fb::ExitMeasure::Entropy) == static_cast<int>(exits::Measure::entropy) &&
+              static_cast<int>(fb::ExitMeasure::Margin) == static_cast<int>(exits::Measure::margin) &&
+              static_cast<int>(fb::ExitMeasure::Patience) == static_cast<int>(exits::Measure::patience));
+static_assert(raw(fb::Precision::BF16) == raw(Precision::bf16) && raw(fb::Kernel::Amx) == raw(Kernel::amx) &&
+              raw(fb::Status::PrecisionMismatch) == raw(Status::precision_mismatch));
 
 // ---- zstd --------------------------------------------------------------------------------------------
 
@@ -102,6 +109,15 @@ bool known(fb::Compression c) {
 bool known(fb::Status s) {
   return s >= fb::Status::MIN && s <= fb::Status::MAX;
 }
+bool known(fb::ExitMeasure m) {
+  return m >= fb::ExitMeasure::MIN && m <= fb::ExitMeasure::MAX;
+}
+bool known(fb::Precision p) {
+  return p >= fb::Precision::MIN && p <= fb::Precision::MAX;
+}
+bool known(fb::Kernel k) {
+  return k >= fb::Kernel::MIN && k <= fb::Kernel::MAX;
+}
 
 std::string text(const flatbuffers::String* s) {
   return s ? s->str() : std::string();
@@ -112,7 +128,7 @@ Hello decode_hello(const fb::Hello& m) {
   h.protocol_version = m.protocol_version();
   h.model_id = text(m.model_id());
   h.model_hash = text(m.model_hash());
-  parse_sha256_hex(h.model_hash);
+  parse_sha256_hex(h.model_hash, "hello.model_hash");
   // Capabilities a newer peer adds are skipped, not refused: the intersection is what gets used.
   if (m.dtypes())
     for (fb::DType d : *m.dtypes())
@@ -121,6 +137,11 @@ Hello decode_hello(const fb::Hello& m) {
     for (fb::Compression c : *m.compressions())
       if (known(c)) h.compressions.push_back(static_cast<Compression>(raw(c)));
   h.max_frame_bytes = m.max_frame_bytes();
+  // Unlike a capability, these describe the peer's arithmetic: one we cannot name is one we cannot match.
+  check(known(m.precision()), "hello.precision", "{} is not a known precision", num(m.precision()));
+  check(known(m.kernel()), "hello.kernel", "{} is not a known kernel", num(m.kernel()));
+  h.precision = static_cast<Precision>(raw(m.precision()));
+  h.kernel = static_cast<Kernel>(raw(m.kernel()));
   return h;
 }
 
@@ -133,12 +154,15 @@ Result decode_result(const fb::Result& m, const Limits& limits) {
   r.exit_layer = m.exit_layer();
   r.cloud_compute = std::chrono::microseconds(m.cloud_compute_us());
   r.label = m.label();
+  r.final_label = m.final_label();
   if (m.probabilities()) r.probabilities.assign(m.probabilities()->begin(), m.probabilities()->end());
   if (r.status != Status::ok) return r;  // a failure carries no answer to check
   check(r.exit_layer >= 1 && r.exit_layer <= limits.num_layers, "result.exit_layer", "{} is outside 1..{}",
         r.exit_layer, limits.num_layers);
   check(r.label >= 0 && r.label < limits.num_labels, "result.label", "{} is outside 0..{}", r.label,
         limits.num_labels - 1);
+  check(r.final_label >= -1 && r.final_label < limits.num_labels, "result.final_label",
+        "{} is outside -1..{}", r.final_label, limits.num_labels - 1);
   check(r.probabilities.size() == static_cast<std::size_t>(limits.num_labels), "result.probabilities",
         "{} values for {} labels", r.probabilities.size(), limits.num_labels);
   for (std::size_t i = 0; i < r.probabilities.size(); ++i)
@@ -152,13 +176,57 @@ Close decode_close(const fb::Close& m) {
   return Close{static_cast<Status>(raw(m.status())), text(m.reason())};
 }
 
-bool all_finite_f16(std::span<const std::byte> data) {
-  // An f16 is inf or NaN exactly when its 5 exponent bits are all ones.
-  const auto* h = reinterpret_cast<const uint16_t*>(data.data());
-  const std::size_t n = data.size() / 2;
+// The first element of `data` (elements of T) that fails `good`, or nullopt. The common path is one
+// branch-free pass, which vectorises; only a frame that fails is searched again for the position.
+template <typename T, typename Good>
+std::optional<std::size_t> first_bad(std::span<const std::byte> data, Good good) {
+  const std::span<const T> v(reinterpret_cast<const T*>(data.data()), data.size() / sizeof(T));
   bool ok = true;
-  for (std::size_t i = 0; i < n; ++i) ok &= (h[i] & 0x7C00u) != 0x7C00u;
-  return ok;
+  for (T x : v) ok &= good(x);
+  if (ok) return std::nullopt;
+  return static_cast<std::size_t>(std::find_if_not(v.begin(), v.end(), good) - v.begin());
+}
+
+// An i8 row dequantizes to q * scale, so bounding the scale bounds the values: 127 * kMaxScale rounds to
+// exactly kMaxActivation, and -128, which the encoder never produces, is refused.
+constexpr float kMaxScale = kMaxActivation / 127.0f;
+static_assert(127.0f * kMaxScale <= kMaxActivation);
+
+// The sample's exit rule and state, checked so that the cloud can carry on with them: a threshold its
+// measure can be compared with, and a state that the layers already run can have reached.
+exits::ExitDecider decode_exit(const fb::Activation& m, int split_layer, const Limits& limits) {
+  check(known(m.exit_measure()), "activation.exit_measure", "{} is not a known measure",
+        num(m.exit_measure()));
+  exits::ExitDecider d;
+  d.rule.measure = static_cast<exits::Measure>(raw(m.exit_measure()));
+  d.rule.threshold = m.exit_threshold();
+  const double t = d.rule.threshold;
+  switch (d.rule.measure) {
+    case exits::Measure::max_prob:
+    case exits::Measure::margin:
+      check(t >= 0.0 && t <= 1.0, "activation.exit_threshold", "{} is not a probability in [0, 1]", t);
+      break;
+    case exits::Measure::entropy:
+      check(t >= 0.0 && std::isfinite(t), "activation.exit_threshold", "{} is not a finite entropy >= 0", t);
+      break;
+    case exits::Measure::patience:
+      // A patience beyond the model's layers can never be met: refused as the mistake it is.
+      check(t >= 1.0 && t <= limits.num_layers && t == std::floor(t), "activation.exit_threshold",
+            "{} is not a whole number of exits in 1..{}", t, limits.num_layers);
+      break;
+  }
+  d.state.last_label = m.exit_last_label();
+  d.state.streak = m.exit_streak();
+  check(d.state.last_label >= -1 && d.state.last_label < limits.num_labels, "activation.exit_last_label",
+        "{} is outside -1..{}", d.state.last_label, limits.num_labels - 1);
+  // A streak counts agreements between exits already passed, so it needs a previous prediction and
+  // cannot outgrow the layers run. (It may reach the rule's threshold: an edge can offload a sample that
+  // could have left, e.g. for an audit.)
+  check(d.state.streak <= split_layer, "activation.exit_streak", "{} exceeds the {} layers run",
+        d.state.streak, split_layer);
+  check(d.state.streak == 0 || d.state.last_label >= 0, "activation.exit_streak",
+        "{} follows no prediction (exit_last_label is -1)", d.state.streak);
+  return d;
 }
 
 }  // namespace
@@ -172,6 +240,8 @@ class ActivationDecoder {
     a.split_layer_ = m.split_layer();
     a.tokens_ = m.tokens();
     a.hidden_ = m.hidden();
+    check(m.deadline_us() <= static_cast<uint64_t>(kMaxDeadline.count()), "activation.deadline_us",
+          "{} is beyond the {} us allowed", m.deadline_us(), kMaxDeadline.count());
     a.deadline_ = std::chrono::microseconds(m.deadline_us());
     check_hash(m, limits);
     check(a.split_layer_ < limits.num_layers, "activation.split_layer",
@@ -185,6 +255,8 @@ class ActivationDecoder {
           num(m.compression()));
     a.dtype_ = static_cast<DType>(raw(m.dtype()));
     a.compression_ = static_cast<Compression>(raw(m.compression()));
+    a.exit_ = decode_exit(m, a.split_layer_, limits);
+    a.audit_ = m.audit();
     decode_scales(m, a);
     decode_payload(m, a);
     return a;
@@ -207,10 +279,7 @@ class ActivationDecoder {
           a.tokens_);
     if (n == 0) return;
     a.scales_.assign(m.scales()->begin(), m.scales()->end());
-    // A finite scale can still overflow: 127 * 3e38 is inf (found by the fuzzer). Bounding it keeps every
-    // dequantized value finite, which is what the model is promised.
-    // (/ 128, not / 127: exact, so 127 * kMaxScale cannot round up past the largest float.)
-    constexpr float kMaxScale = std::numeric_limits<float>::max() / 128.0f;
+    // A finite scale can still overflow: 127 * 3e38 is inf (found by the fuzzer).
     for (std::size_t i = 0; i < n; ++i)
       check(a.scales_[i] >= 0.0f && a.scales_[i] <= kMaxScale, "activation.scales",
             "[{}] = {} is not a scale in [0, {}]", i, a.scales_[i], kMaxScale);
@@ -229,20 +298,26 @@ class ActivationDecoder {
       const auto view = std::as_bytes(bytes);
       a.payload_.assign(view.begin(), view.end());
     }
-    check_values_finite(a);
+    check_values(a);
   }
 
-  // A NaN or inf would spread through attention into every token's answer; refuse it at the door.
-  static void check_values_finite(const Activation& a) {
-    const auto& data = a.payload_;
-    bool ok = true;
-    if (a.dtype_ == DType::f32)
-      ok = Eigen::Map<const Eigen::ArrayXf>(reinterpret_cast<const float*>(data.data()),
-                                            static_cast<Eigen::Index>(data.size() / 4))
-               .allFinite();
-    else if (a.dtype_ == DType::f16)
-      ok = all_finite_f16(data);
-    check(ok, "activation.payload", "holds a non-finite value");
+  // A NaN, an inf or a value that overflows LayerNorm would spread through attention into every token's
+  // answer and surface far from here; refuse it at the door (kMaxActivation).
+  static void check_values(const Activation& a) {
+    std::optional<std::size_t> bad;
+    switch (a.dtype_) {
+      case DType::f32:  // NaN fails the comparison too
+        bad = first_bad<float>(a.payload_, [](float v) { return std::abs(v) <= kMaxActivation; });
+        break;
+      case DType::f16:  // every finite f16 is within the bound; inf and NaN have all 5 exponent bits set
+        bad = first_bad<uint16_t>(a.payload_, [](uint16_t h) { return (h & 0x7C00u) != 0x7C00u; });
+        break;
+      case DType::i8:
+        bad = first_bad<int8_t>(a.payload_, [](int8_t q) { return q != -128; });
+        check(!bad, "activation.payload", "[{}] = -128, which symmetric int8 never holds", bad.value_or(0));
+        return;
+    }
+    check(!bad, "activation.payload", "[{}] is not finite or exceeds +-{}", bad.value_or(0), kMaxActivation);
   }
 };
 
@@ -274,11 +349,37 @@ std::string_view to_string(Status s) {
       return "internal";
     case Status::shutdown:
       return "shutdown";
+    case Status::precision_mismatch:
+      return "precision_mismatch";
   }
   return "unknown";
 }
 
-Sha256 parse_sha256_hex(std::string_view hex) {
+std::string_view to_string(Precision p) {
+  switch (p) {
+    case Precision::fp32:
+      return "fp32";
+    case Precision::bf16:
+      return "bf16";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Kernel k) {
+  switch (k) {
+    case Kernel::packed:
+      return "packed";
+    case Kernel::blas:
+      return "blas";
+    case Kernel::eigen:
+      return "eigen";
+    case Kernel::amx:
+      return "amx";
+  }
+  return "unknown";
+}
+
+Sha256 parse_sha256_hex(std::string_view hex, const char* field) {
   auto nibble = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -286,11 +387,11 @@ Sha256 parse_sha256_hex(std::string_view hex) {
     return -1;
   };
   const std::string_view shown = hex.substr(0, 80);
-  check(hex.size() == 64, "model_hash", "'{}' is not 64 hex digits", shown);
+  check(hex.size() == 64, field, "'{}' is not 64 hex digits", shown);
   Sha256 out;
   for (std::size_t i = 0; i < out.size(); ++i) {
     const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    check(hi >= 0 && lo >= 0, "model_hash", "'{}' is not 64 hex digits", shown);
+    check(hi >= 0 && lo >= 0, field, "'{}' is not 64 hex digits", shown);
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   return out;
@@ -311,18 +412,24 @@ Encoded encode(const Hello& hello) {
   flatbuffers::FlatBufferBuilder fbb(256);
   const auto dtypes = cast_enums<DType, fb::DType>(hello.dtypes);
   const auto compressions = cast_enums<Compression, fb::Compression>(hello.compressions);
-  const auto m =
-      fb::CreateHelloDirect(fbb, hello.protocol_version, hello.model_id.c_str(), hello.model_hash.c_str(),
-                            &dtypes, &compressions, hello.max_frame_bytes);
+  const auto m = fb::CreateHelloDirect(
+      fbb, hello.protocol_version, hello.model_id.c_str(), hello.model_hash.c_str(), &dtypes, &compressions,
+      hello.max_frame_bytes, static_cast<fb::Precision>(raw(hello.precision)),
+      static_cast<fb::Kernel>(raw(hello.kernel)));
   return finish(fbb, fb::Message::Hello, m.Union());
 }
 
 Encoded encode(const Result& result) {
+  check(result.exit_layer >= 0 && result.exit_layer <= 0xFFFF, "result.exit_layer", "{} is outside 0..65535",
+        result.exit_layer);
+  const auto compute_us = result.cloud_compute.count();
+  check(compute_us >= 0 && compute_us <= 0xFFFFFFFF, "result.cloud_compute_us", "{} is outside 0..{}",
+        compute_us, 0xFFFFFFFFu);
   flatbuffers::FlatBufferBuilder fbb(128 + result.error.size() + 4 * result.probabilities.size());
   const auto m = fb::CreateResultDirect(fbb, result.request_id, static_cast<fb::Status>(raw(result.status)),
                                         result.error.empty() ? nullptr : result.error.c_str(), result.label,
                                         &result.probabilities, static_cast<uint16_t>(result.exit_layer),
-                                        static_cast<uint32_t>(result.cloud_compute.count()));
+                                        static_cast<uint32_t>(compute_us), result.final_label);
   return finish(fbb, fb::Message::Result, m.Union());
 }
 
@@ -340,7 +447,11 @@ Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const E
         rows.cols());
   check(meta.split_layer >= 0 && meta.split_layer <= 0xFFFF, "activation.split_layer",
         "{} is outside 0..65535", meta.split_layer);
-  check(meta.deadline.count() >= 0, "activation.deadline_us", "{} is negative", meta.deadline.count());
+  check(meta.deadline.count() >= 0 && meta.deadline <= kMaxDeadline, "activation.deadline_us",
+        "{} is outside 0..{}", meta.deadline.count(), kMaxDeadline.count());
+  const exits::ExitState& state = meta.exit.state;
+  check(state.streak >= 0 && state.streak <= 0xFFFF, "activation.exit_streak", "{} is outside 0..65535",
+        state.streak);
   const int tokens = static_cast<int>(rows.rows()), hidden = static_cast<int>(rows.cols());
   const std::size_t raw_bytes = payload_bytes(tokens, hidden, options.dtype);
 
@@ -375,13 +486,17 @@ Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const E
   b.add_compression(static_cast<fb::Compression>(raw(options.compression)));
   if (options.dtype == DType::i8) b.add_scales(scales);
   b.add_payload(payload);
+  b.add_exit_measure(static_cast<fb::ExitMeasure>(meta.exit.rule.measure));
+  b.add_exit_threshold(meta.exit.rule.threshold);
+  b.add_exit_last_label(state.last_label);
+  b.add_exit_streak(static_cast<uint16_t>(state.streak));
+  b.add_audit(meta.audit);
   return finish(fbb, fb::Message::Activation, b.Finish().Union());
 }
 
 void Activation::decode_into(RowsRef out) const {
-  if (out.cols() != hidden_ || out.rows() < tokens_)
-    throw std::invalid_argument(fmt::format("Activation::decode_into: block is {} x {}, needs >= {} x {}",
-                                            out.rows(), out.cols(), tokens_, hidden_));
+  check(out.cols() == hidden_ && out.rows() >= tokens_, "decode_into.out",
+        "block is {} x {}, needs >= {} x {}", out.rows(), out.cols(), tokens_, hidden_);
   dequantize(payload_, scales_, dtype_, out.topRows(tokens_));
   out.bottomRows(out.rows() - tokens_).setZero();
 }

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/exits/confidence.hpp"
 #include "common/model/config.hpp"
 #include "common/model/hidden.hpp"
 #include "common/wire/error.hpp"
@@ -22,8 +23,13 @@
 namespace ee::wire {
 
 inline constexpr uint16_t kProtocolVersion = 1;
-// Large enough for a BERT-base hidden state (512 x 768 f32 = 1.5 MiB) with room for the envelope.
+// The largest frame a side accepts unless it announces another in its Hello (the one such constant of the
+// project: ee::net's framing takes its limit from here). Large enough for a BERT-base hidden state
+// (512 x 768 f32 = 1.5 MiB) with room for the envelope.
 inline constexpr std::size_t kDefaultMaxFrameBytes = 4u << 20;
+// The longest deadline an Activation may carry: far beyond any answer worth waiting for, and short enough
+// that adding it to any clock's now() cannot overflow.
+inline constexpr std::chrono::microseconds kMaxDeadline = std::chrono::hours(24);
 
 // Values match the enums in schemas/split_protocol.fbs.
 enum class Compression : uint8_t { none = 0, zstd = 1 };
@@ -36,12 +42,20 @@ enum class Status : uint8_t {
   overloaded = 5,
   internal = 6,
   shutdown = 7,
+  precision_mismatch = 8,
 };
+// What really runs the weight products on a host (see handshake.hpp): edge and cloud agree bit for bit only
+// when both match.
+enum class Precision : uint8_t { fp32 = 0, bf16 = 1 };
+enum class Kernel : uint8_t { packed = 0, blas = 1, eigen = 2, amx = 3 };
 std::string_view to_string(Compression c);
 std::string_view to_string(Status s);
+std::string_view to_string(Precision p);
+std::string_view to_string(Kernel k);
 
 using Sha256 = std::array<uint8_t, 32>;
-Sha256 parse_sha256_hex(std::string_view hex);  // 64 hex digits; throws WireError("model_hash", ...)
+// 64 hex digits; throws WireError(field, ...) otherwise.
+Sha256 parse_sha256_hex(std::string_view hex, const char* field = "model_hash");
 std::string to_hex(const Sha256& hash);
 
 // What a receiver accepts; every size in a message is checked against these before it is used.
@@ -67,6 +81,9 @@ struct Hello {
   std::vector<DType> dtypes;
   std::vector<Compression> compressions;
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
+  Precision precision = Precision::fp32;
+  Kernel kernel = Kernel::packed;
+  bool operator==(const Hello&) const = default;
 };
 
 struct Result {
@@ -77,11 +94,14 @@ struct Result {
   std::vector<float> probabilities;
   int exit_layer = 0;
   std::chrono::microseconds cloud_compute{0};
+  int final_label = -1;  // the final layer's label when the Activation asked for an audit, else -1
+  bool operator==(const Result&) const = default;
 };
 
 struct Close {
   Status status = Status::shutdown;
   std::string reason;
+  bool operator==(const Close&) const = default;
 };
 
 // Everything about an offloaded sample except its hidden state.
@@ -90,6 +110,8 @@ struct ActivationMeta {
   Sha256 model_hash{};
   int split_layer = 0;
   std::chrono::microseconds deadline{0};  // time left when sent; 0 = none
+  exits::ExitDecider exit;                // the sample's rule and its state after split_layer
+  bool audit = false;                     // ask the cloud for the final layer's label too
 };
 
 struct EncodeOptions {
@@ -109,10 +131,13 @@ class Encoded {
   flatbuffers::DetachedBuffer buffer_;
 };
 
+// Each encoder throws WireError naming the field whose value the schema's type cannot hold (a uint16
+// exit_layer, a uint32 count of microseconds, ...) rather than send it truncated.
 Encoded encode(const Hello& hello);
 Encoded encode(const Result& result);
 Encoded encode(const Close& close);
-// Encodes the rows of one sample's hidden state: pass only its valid tokens (rows x hidden_size).
+// Encodes the rows of one sample's hidden state: pass only its valid tokens (rows x hidden_size), each
+// value within +-kMaxActivation.
 Encoded encode_activation(const ActivationMeta& meta, ConstRowsRef rows, const EncodeOptions& options);
 
 // A decoded, fully checked Activation. It owns its payload (one copy of at most one hidden state), so the
@@ -126,12 +151,14 @@ class Activation {
   DType dtype() const { return dtype_; }
   Compression compression() const { return compression_; }
   std::chrono::microseconds deadline() const { return deadline_; }
+  const exits::ExitDecider& exit() const { return exit_; }
+  bool audit() const { return audit_; }
   // Bytes the payload occupied in the frame (after compression).
   std::size_t wire_bytes() const { return wire_bytes_; }
 
   // Dequantizes into the first tokens() rows of `out` and zero-fills the rest (padding). out.cols() must be
-  // hidden() and out.rows() >= tokens(); throws std::invalid_argument otherwise. Decoding straight into a
-  // batch's row block is what lets the cloud stack requests without another copy.
+  // hidden() and out.rows() >= tokens(); throws WireError("decode_into.out", ...) otherwise. Decoding
+  // straight into a batch's row block is what lets the cloud stack requests without another copy.
   void decode_into(RowsRef out) const;
 
  private:
@@ -142,6 +169,8 @@ class Activation {
   DType dtype_ = DType::f32;
   Compression compression_ = Compression::none;
   std::chrono::microseconds deadline_{0};
+  exits::ExitDecider exit_;
+  bool audit_ = false;
   std::size_t wire_bytes_ = 0;
   std::vector<float> scales_;
   std::vector<std::byte> payload_;  // uncompressed: tokens x hidden elements of dtype
@@ -149,7 +178,8 @@ class Activation {
 
 using Message = std::variant<Hello, Activation, Result, Close>;
 
-// Verifies one frame and checks every field against `limits`; throws WireError naming the bad field.
+// Verifies one frame and checks every field against `limits`; throws WireError naming the bad field. Every
+// decoded activation value lies within +-kMaxActivation.
 Message decode(std::span<const uint8_t> frame, const Limits& limits);
 
 // Stacks activations that share one split layer into a batch (what the cloud runs), padded to the longest

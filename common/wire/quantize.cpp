@@ -23,7 +23,6 @@ template <typename T>
 using MutMap = Eigen::Map<RowMajor<T>>;
 
 constexpr float kI8Max = 127.0f;  // symmetric: -128 is never produced, so negation cannot overflow
-constexpr float kF16Max = 65504.0f;
 
 void require_size(std::size_t got, std::size_t want, const char* what) {
   if (got != want) throw WireError(what, fmt::format("{} bytes/elements given, {} needed", got, want));
@@ -43,10 +42,16 @@ void quantize_i8(ConstRowsRef x, std::span<std::byte> out, std::span<float> scal
   MutMap<int8_t> q(reinterpret_cast<int8_t*>(out.data()), x.rows(), x.cols());
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     const float amax = x.row(r).cwiseAbs().maxCoeff();
-    const float scale = amax / kI8Max;
-    scales[static_cast<std::size_t>(r)] = scale;
-    // An all-zero row keeps scale 0: every q is 0 and decodes to exactly 0.
-    const float inv = amax > 0.0f ? kI8Max / amax : 0.0f;
+    const float inv = kI8Max / amax;
+    // An all-zero row, or one so small that the inverse overflows (amax < 127 / FLT_MAX), is sent as zeros
+    // with scale 0: an infinite inverse would turn its zeros into 0 * inf = NaN, and casting NaN to int8_t
+    // is undefined.
+    if (!(inv <= std::numeric_limits<float>::max())) {
+      scales[static_cast<std::size_t>(r)] = 0.0f;
+      q.row(r).setZero();
+      continue;
+    }
+    scales[static_cast<std::size_t>(r)] = amax / kI8Max;
     q.row(r) = (x.row(r).array() * inv).rint().cwiseMax(-kI8Max).cwiseMin(kI8Max).cast<int8_t>().matrix();
   }
 }
@@ -95,14 +100,15 @@ void quantize(ConstRowsRef x, DType dtype, std::span<std::byte> out, std::span<f
   if (!x.allFinite())
     throw_at_first(
         x, [](float v) { return !std::isfinite(v); }, "is not finite");
+  if (x.cwiseAbs().maxCoeff() > kMaxActivation)
+    throw_at_first(
+        x, [](float v) { return std::abs(v) > kMaxActivation; },
+        fmt::format("exceeds the wire's bound of +-{} (kMaxActivation)", kMaxActivation));
   switch (dtype) {
     case DType::f32:
       MutMap<float>(reinterpret_cast<float*>(out.data()), x.rows(), x.cols()) = x;
       return;
     case DType::f16:
-      if (x.cwiseAbs().maxCoeff() > kF16Max)
-        throw_at_first(
-            x, [](float v) { return std::abs(v) > kF16Max; }, "overflows f16 (use f32)");
       MutMap<Eigen::half>(reinterpret_cast<Eigen::half*>(out.data()), x.rows(), x.cols()) =
           x.cast<Eigen::half>();
       return;

@@ -44,21 +44,32 @@ int main(int argc, char** argv) {
   model::Matrix x(5, fuzz::kHidden);
   for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = normal(rng);
 
-  wire::ActivationMeta meta{42, fuzz::model_hash(), 2, std::chrono::microseconds(5000)};
+  // Every field away from its default, so mutations start from frames that carry all of them.
+  wire::ActivationMeta meta{42,
+                            fuzz::model_hash(),
+                            2,
+                            std::chrono::microseconds(5000),
+                            exits::ExitDecider{{exits::Measure::patience, 2}, {1, 1}},
+                            true};
   for (wire::DType d : {wire::DType::f32, wire::DType::f16, wire::DType::i8})
     for (wire::Compression c : {wire::Compression::none, wire::Compression::zstd})
       write(dir, "activation_" + std::string(wire::to_string(d)) + "_" + std::string(wire::to_string(c)),
             wire::encode_activation(meta, x, {d, c}));
 
-  wire::Hello hello{wire::kProtocolVersion,           "fuzz",
-                    wire::to_hex(fuzz::model_hash()), {wire::DType::f32, wire::DType::i8},
-                    {wire::Compression::zstd},        1 << 16};
-  wire::Result result{7, wire::Status::ok, "", 1, {0.2f, 0.7f, 0.1f}, 4, std::chrono::microseconds(900)};
-  wire::Result failure{8, wire::Status::overloaded, "queue full", -1, {}, 0, {}};
+  wire::Hello hello{wire::kProtocolVersion,
+                    "fuzz",
+                    wire::to_hex(fuzz::model_hash()),
+                    {wire::DType::f32, wire::DType::i8},
+                    {wire::Compression::zstd},
+                    1 << 16,
+                    wire::Precision::bf16,
+                    wire::Kernel::amx};
+  wire::Result result{7, wire::Status::ok, "", 1, {0.2f, 0.7f, 0.1f}, 4, std::chrono::microseconds(900), 2};
+  wire::Result failure{8, wire::Status::overloaded, "queue full", -1, {}, 0, {}, -1};
   write(dir, "hello", wire::encode(hello));
   write(dir, "result", wire::encode(result));
   write(dir, "result_failure", wire::encode(failure));
-  write(dir, "close", wire::encode(wire::Close{wire::Status::model_mismatch, "hash differs"}));
+  write(dir, "close", wire::encode(wire::Close{wire::Status::precision_mismatch, "edge runs bf16 on amx"}));
   write(dir, "session", wire::encode(hello),
         wire::encode_activation(meta, x.topRows(3), {wire::DType::i8, wire::Compression::zstd}),
         wire::encode(result), wire::encode(wire::Close{}));

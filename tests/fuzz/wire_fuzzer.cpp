@@ -26,8 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
       if (const auto* a = std::get_if<wire::Activation>(&m)) {
         model::Matrix block(fuzz::kMaxTokens, fuzz::kHidden);
         a->decode_into(block);
-        // Accepted values must be finite: that is what the decoder promises the model.
-        if (!block.allFinite()) __builtin_trap();
+        // Accepted values must be finite and bounded: that is what the decoder promises the model.
+        if (!block.allFinite() || block.cwiseAbs().maxCoeff() > wire::kMaxActivation) __builtin_trap();
       }
     } catch (const wire::WireError&) {
     }
