@@ -21,6 +21,7 @@
 //     channel_.send(reply, [self = shared_from_this()](error_code ec) { self->on_sent(ec); });
 //     if (!channel_.full()) do_read();     // else on_sent resumes reading
 //   }
+#include <array>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -34,7 +35,6 @@
 #include <memory>
 #include <span>
 #include <stdexcept>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -67,6 +67,8 @@ class FrameChannel {
   template <class... StreamArgs>
   explicit FrameChannel(const ChannelOptions& options, StreamArgs&&... stream_args)
       : impl_(std::make_shared<Impl>(options, std::forward<StreamArgs>(stream_args)...)) {}
+  // Closes the connection. Like every other member, runs on the channel's executor (a session is destroyed
+  // in its last handler) or once nothing runs it any more.
   ~FrameChannel() { close(); }
   FrameChannel(const FrameChannel&) = delete;
   FrameChannel& operator=(const FrameChannel&) = delete;
