@@ -101,6 +101,11 @@ const PackedBf16& EncoderLayer::Projection::bf16() const {
   return bf16_;
 }
 
+void EncoderLayer::prepare(Gemm g) const {
+  if (g != Gemm::bf16 || !bf16_gemm_supported()) return;
+  for (const Projection* p : {&qkv_, &attention_output_, &intermediate_, &output_}) p->bf16();
+}
+
 Gemm EncoderLayer::gemm_for(const Workspace& ws) const {
   return effective_gemm(ws.options().gemm);
 }

@@ -30,6 +30,9 @@ class EncoderLayer {
   // The same layer op by op with Eigen expressions, as multiexit.py writes it: the yardstick that tests
   // hold forward() to, and the baseline of the speed ablation. Single-threaded.
   void forward_reference(Hidden& h, Workspace& ws) const;
+  // Makes now the weight copies that products with `g` would make on first use (bf16's; the others are
+  // made at load), so that no request pays for them or allocates them inside a pool task.
+  void prepare(Gemm g) const;
 
  private:
   // The workspace's choice of GEMM, or the next one this CPU runs: bf16 -> packed -> OpenBLAS.

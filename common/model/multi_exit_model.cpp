@@ -101,6 +101,10 @@ void MultiExitModel::run_layers(Hidden& h, int to_layer, Workspace& ws) const {
   for (; h.depth < to_layer; ++h.depth) layers_[h.depth]->forward(h, ws);
 }
 
+void MultiExitModel::prepare(Gemm gemm) const {
+  for (const auto& layer : layers_) layer->prepare(gemm);
+}
+
 Matrix MultiExitModel::exit_logits(const Hidden& h, int layer, Workspace& ws) const {
   if (!has_exit(layer)) throw ModelError("layer " + std::to_string(layer) + " has no exit head");
   if (h.depth != layer) {

@@ -20,6 +20,7 @@ class EncoderLayer;
 class ExitHead;
 class Embeddings;
 class Workspace;
+enum class Gemm;  // ops.hpp
 
 // Token ids for a batch of text inputs, padded to one length (filled by the tokenizer in common/text).
 struct TokenBatch {
@@ -58,6 +59,11 @@ class MultiExitModel {
   // computed from h, which must be at depth == layer.
   Matrix exit_logits(const Hidden& h, int layer, Workspace& ws) const;
   bool has_exit(int layer) const;
+
+  // Makes every weight copy that runs with `gemm` need before the first one (today bf16's rounded weights,
+  // otherwise made lazily by the first bf16 product): a daemon calls it once after load() so that its
+  // first requests neither wait for them nor allocate them. Safe alongside running requests.
+  void prepare(Gemm gemm) const;
 
  private:
   Config config_;

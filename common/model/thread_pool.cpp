@@ -55,6 +55,10 @@ void ThreadPool::dispatch(Task task, void* ctx) {
     task(ctx, 0);
     return;
   }
+  if (busy_.test_and_set(std::memory_order_acquire)) {
+    for (int i = 0; i < size(); ++i) task(ctx, i);
+    return;
+  }
   task_ = task;
   ctx_ = ctx;
   done_.store(0, std::memory_order_relaxed);
@@ -68,6 +72,7 @@ void ThreadPool::dispatch(Task task, void* ctx) {
   const int parts = size();
   while (!spin_until([&] { return done_.load(std::memory_order_acquire) == parts; }))
     std::this_thread::yield();
+  busy_.clear(std::memory_order_release);
 }
 
 void ThreadPool::run_parts() {

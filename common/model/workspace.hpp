@@ -1,9 +1,11 @@
 #pragma once
 // Per-request scratch memory and threads (whisper.cpp's whisper_state next to the immutable model): each
 // buffer grows to the largest shape it has seen and is then reused, so steady-state layer calls allocate
-// nothing. One Workspace per concurrent request; a MultiExitModel is shared by all of them.
+// nothing. One Workspace per concurrent request; a MultiExitModel is shared by all of them, and so may one
+// ThreadPool be (see ThreadPool for what a request gets while another holds the pool's threads).
 #include <array>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common/model/ops.hpp"
@@ -27,10 +29,14 @@ struct ExecOptions {
 
 class Workspace {
  public:
+  // Starts a pool of options.threads threads of its own (none for 1).
   explicit Workspace(ExecOptions options = {})
-      : options_(options),
-        pool_(options.threads > 1 ? std::make_unique<ThreadPool>(options.threads) : nullptr),
-        scratch_(options.threads > 1 ? options.threads : 1) {
+      : Workspace(options, options.threads > 1 ? std::make_shared<ThreadPool>(options.threads) : nullptr) {}
+  // Runs on `pool`, which other Workspaces may share; null runs on the calling thread alone. The pool's
+  // size is the thread count: options.threads is replaced by it.
+  Workspace(ExecOptions options, std::shared_ptr<ThreadPool> pool)
+      : options_(options), pool_(std::move(pool)), scratch_(pool_ ? pool_->size() : 1) {
+    options_.threads = static_cast<int>(scratch_.size());
     blas_single_threaded();
   }
 
@@ -48,7 +54,8 @@ class Workspace {
 
   const ExecOptions& options() const { return options_; }
   int threads() const { return pool_ ? pool_->size() : 1; }
-  // Calls fn(i) for i in [0, threads()) in parallel, i = 0 on the caller; see ThreadPool::run.
+  // Calls fn(i) for i in [0, threads()) in parallel, the caller taking part; see ThreadPool::run (the
+  // first exception a part throws is rethrown here).
   template <class F>
   void run(F&& fn) {
     if (pool_) {
@@ -69,7 +76,7 @@ class Workspace {
   }
 
   ExecOptions options_;
-  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<ThreadPool> pool_;
   std::array<Buffer, kSlots> buffers_;
   std::vector<std::array<Buffer, kScratchSlots>> scratch_;
 };

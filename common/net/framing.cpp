@@ -16,6 +16,10 @@ class FrameCategory : public boost::system::error_category {
         return "frame exceeds the size limit";
       case frame_errc::empty:
         return "empty frame";
+      case frame_errc::timeout:
+        return "deadline passed, connection closed";
+      case frame_errc::queue_full:
+        return "send queue full";
     }
     return "unknown frame error";
   }

@@ -1,7 +1,11 @@
 #pragma once
 // Length-prefixed frames over any Boost.Asio byte stream (TCP socket, TLS stream, test pipe): a 4-byte
 // little-endian length, then that many bytes. The receiver refuses a length above its limit before it
-// allocates anything, so a peer cannot make it reserve memory by sending a large prefix.
+// allocates anything, and grows its buffer only as the payload's bytes arrive (at most 64 KiB per read),
+// so a peer can make it hold no more memory than it has actually sent.
+//
+// Every call takes the frame limit explicitly: the daemons pass the value negotiated in the handshake
+// (ee::wire::kDefaultMaxFrameBytes is the protocol's default).
 //
 // Sync calls throw boost::system::system_error; async calls complete with (error_code, payload bytes).
 // Framing errors use ee::net::frame_errc; stream errors (eof, reset, cancelled) pass through unchanged.
@@ -25,11 +29,12 @@
 namespace ee::net {
 
 inline constexpr std::size_t kLengthPrefixBytes = 4;
-inline constexpr std::size_t kDefaultMaxFrameBytes = 4u << 20;
 
 enum class frame_errc {
-  too_large = 1,  // the length prefix (or a payload to send) exceeds the frame limit
-  empty = 2,      // length 0: no message of the protocol is empty
+  too_large = 1,   // the length prefix (or a payload to send) exceeds the frame limit
+  empty = 2,       // length 0: no message of the protocol is empty
+  timeout = 3,     // a FrameChannel deadline passed; the channel closed the connection
+  queue_full = 4,  // a FrameChannel's send queue is at its bound; nothing was queued
 };
 
 const boost::system::error_category& frame_category();
@@ -52,8 +57,7 @@ boost::system::error_code parse_prefix(const LengthPrefix& prefix, std::size_t m
 // ---- sync ---------------------------------------------------------------------------------------------
 
 template <typename SyncWriteStream>
-void write_frame(SyncWriteStream& stream, std::span<const uint8_t> payload,
-                 std::size_t max_frame = kDefaultMaxFrameBytes) {
+void write_frame(SyncWriteStream& stream, std::span<const uint8_t> payload, std::size_t max_frame) {
   LengthPrefix prefix;
   if (auto ec = make_prefix(payload.size(), max_frame, prefix))
     throw boost::system::system_error(ec, "write_frame");
@@ -64,14 +68,14 @@ void write_frame(SyncWriteStream& stream, std::span<const uint8_t> payload,
 
 // Replaces `out` with the next frame's payload (reusing its capacity).
 template <typename SyncReadStream>
-void read_frame(SyncReadStream& stream, std::vector<uint8_t>& out,
-                std::size_t max_frame = kDefaultMaxFrameBytes) {
+void read_frame(SyncReadStream& stream, std::vector<uint8_t>& out, std::size_t max_frame) {
   LengthPrefix prefix;
   boost::asio::read(stream, boost::asio::buffer(prefix));
   std::size_t size = 0;
   if (auto ec = parse_prefix(prefix, max_frame, size)) throw boost::system::system_error(ec, "read_frame");
-  out.resize(size);
-  boost::asio::read(stream, boost::asio::buffer(out));
+  out.clear();
+  // A dynamic buffer limited to the frame's size: Asio grows it by at most 64 KiB per read, as bytes come.
+  boost::asio::read(stream, boost::asio::dynamic_buffer(out, size));
 }
 
 // ---- async --------------------------------------------------------------------------------------------
@@ -141,8 +145,8 @@ struct ReadFrameOp {
           return self.complete(ec, 0);
         }
         state = reading_payload;
-        out.resize(size);
-        boost::asio::async_read(stream, boost::asio::buffer(out), std::move(self));
+        out.clear();  // as in read_frame: grows with the bytes that arrive, never to `size` up front
+        boost::asio::async_read(stream, boost::asio::dynamic_buffer(out, size), std::move(self));
         return;
       }
       case reading_payload:

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "common/model/multi_exit_model.hpp"
+#include "common/model/ops.hpp"
 #include "common/model/safetensors.hpp"
 #include "common/model/workspace.hpp"
 #include "tests/unit/random_model.hpp"
@@ -114,6 +115,43 @@ TEST(Allocations, NoneForSmallerBatchesWithEveryKernel) {
     EXPECT_EQ(allocations_per_steady_run(*model, model->embed_tokens(small), ws, 3), 0) << o.threads;
     EXPECT_EQ(allocations_per_steady_run(*model, model->embed_tokens(big), ws, 3), 0) << o.threads;
   }
+}
+
+// Allocations during one run of every layer of `model` over `input` (no warm-up).
+long allocations_per_run(const MultiExitModel& model, const Hidden& input, Workspace& ws) {
+  Hidden h = input;
+  const long before = g_allocations.load();
+  model.run_layers(h, model.num_layers(), ws);
+  return g_allocations.load() - before;
+}
+
+TEST(Allocations, AfterPrepareTheFirstBf16RunMakesNoWeightCopies) {
+  if (!bf16_gemm_supported()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or Linux refused it)";
+  const std::filesystem::path dir = ee::testing::random_bert(128, 2, 512, 2, 48, 100);
+  TokenBatch batch;
+  batch.tokens = 48;
+  batch.input_ids.assign(2 * 48, 7);
+  batch.token_type_ids.assign(2 * 48, 0);
+  batch.lengths = {48, 20};
+  // One thread, this one, throughout: the rounding buffer of gemm_bf16 is per thread, and a first bf16
+  // product on this thread (this warm-up) grows it once for all that follow.
+  const ExecOptions bf16{1, Gemm::bf16};
+  {
+    const auto warm_up = MultiExitModel::load(dir);
+    Workspace ws(bf16);
+    allocations_per_run(*warm_up, warm_up->embed_tokens(batch), ws);
+  }
+  const auto prepared = MultiExitModel::load(dir), lazy = MultiExitModel::load(dir);
+  prepared->prepare(Gemm::bf16);
+  const Hidden input = prepared->embed_tokens(batch);
+  Workspace first(bf16), second(bf16), lazy_first(bf16);
+  // A fresh workspace's first run allocates its buffers, the same ones for every model of this shape; a
+  // prepared model adds nothing to that, an unprepared one its bf16 weights.
+  const long prepared_first = allocations_per_run(*prepared, input, first);
+  const long workspace_only = allocations_per_run(*prepared, input, second);
+  const long lazy_first_run = allocations_per_run(*lazy, input, lazy_first);
+  EXPECT_EQ(prepared_first, workspace_only);
+  EXPECT_GT(lazy_first_run, workspace_only) << "the test cannot tell a prepared model from a lazy one";
 }
 
 }  // namespace
