@@ -14,6 +14,15 @@ std::invalid_argument mismatch(const char* what, int a, int b) {
 
 }  // namespace
 
+Sample Sample::from(const wire::Activation& a, Clock::time_point received) {
+  Sample s;
+  s.request_id = a.request_id();
+  if (a.deadline().count() > 0) s.deadline = received + a.deadline();
+  s.exit = a.exit();
+  s.audit = a.audit();
+  return s;
+}
+
 Batch::Batch(model::Hidden h, std::vector<Sample> samples) : h_(std::move(h)), samples_(std::move(samples)) {
   if (static_cast<int>(samples_.size()) != h_.batch()) throw mismatch("sample count", h_.batch(), size());
 }

@@ -33,6 +33,9 @@ struct Sample {
   bool audit = false;  // run to the final layer even after an exit, to report its label too
   // Set when an audited sample's exit fired: the answer, held while the sample runs on to the final layer.
   std::optional<Exit> exited;
+
+  // The sample an Activation describes; its relative deadline counts from `received`.
+  static Sample from(const wire::Activation& a, Clock::time_point received);
 };
 
 class Batch {
