@@ -44,7 +44,7 @@ ThreadPool::ThreadPool(int threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  stop_ = true;
+  stop_.store(true, std::memory_order_relaxed);  // published by the generation bump below
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
@@ -96,7 +96,7 @@ void ThreadPool::work() {
       continue;  // re-check: wait() may return spuriously
     }
     seen = generation_.load(std::memory_order_acquire);
-    if (stop_) return;
+    if (stop_.load(std::memory_order_relaxed)) return;
     run_parts();
   }
 }

@@ -70,7 +70,8 @@ class ThreadPool {
   alignas(64) std::atomic<int> done_{0};  // parts of the current dispatch that have returned
   Task task_ = nullptr;
   void* ctx_ = nullptr;
-  bool stop_ = false;
+  // Atomic: a worker that a dispatch finished without may still be checking it as the pool is destroyed.
+  std::atomic<bool> stop_{false};
   // Held by the dispatch that owns the pool's threads; its acquire and release order one dispatcher's
   // writes to task_, ctx_ and done_ before the next one's.
   std::atomic_flag busy_{};

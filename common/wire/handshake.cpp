@@ -10,8 +10,8 @@
 namespace ee::wire {
 namespace {
 
-// An Activation's table, vtable, hash and vector headers take a little over 100 bytes; the rest is room
-// for fields appended later.
+// An Activation's table, vtable, hash and vector headers take under 200 bytes with every field set; the
+// rest is room for fields appended later.
 constexpr std::size_t kEnvelopeBytes = 256;
 
 std::string described(const Hello& h) {

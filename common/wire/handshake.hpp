@@ -26,7 +26,8 @@ Hello hello_for(const model::MultiExitModel& model, std::string model_id, model:
 // Why the edge's and the cloud's Hellos cannot make a session, as the Close the cloud sends before hanging
 // up: VersionMismatch, ModelMismatch or PrecisionMismatch (precision or kernel differ), checked in that
 // order, with a reason an operator can act on ("edge runs bf16 on amx, cloud fp32 on packed"). nullopt
-// when they can talk. Either side may check: the arguments say which Hello is whose.
+// when they can talk. Either side may check: the arguments say which Hello is whose. Throws WireError
+// if a model_hash is not hex (decode has checked a received one).
 std::optional<Close> check_hello(const Hello& edge, const Hello& cloud);
 
 // The smallest max_frame_bytes that fits the largest Activation `limits` allows (max_tokens rows of f32,
