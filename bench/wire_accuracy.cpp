@@ -13,6 +13,7 @@
 #include "common/model/multi_exit_model.hpp"
 #include "common/model/workspace.hpp"
 #include "common/net/framing.hpp"
+#include "common/runtime/batch.hpp"
 #include "common/wire/codec.hpp"
 #include "sim/dataset.hpp"
 #include "sim/evaluation.hpp"
@@ -72,9 +73,12 @@ std::vector<int> offload(const model::MultiExitModel& model, const model::Hidden
     cell.frame_bytes.add(static_cast<double>(net::kLengthPrefixBytes + e.size()));
     received.push_back(std::get<wire::Activation>(wire::decode(e.span(), limits)));
   }
-  model::Hidden cloud = wire::stack(received);
-  model.run_layers(cloud, model.num_layers(), ws);
-  return argmax_rows(model.exit_logits(cloud, model.num_layers(), ws));
+  std::vector<const wire::Activation*> requests;
+  for (const wire::Activation& a : received) requests.push_back(&a);
+  const std::vector<runtime::Sample> samples(received.size());
+  runtime::Batch cloud = runtime::Batch::decode(requests, samples);
+  model.run_layers(cloud.hidden(), model.num_layers(), ws);
+  return argmax_rows(model.exit_logits(cloud.hidden(), model.num_layers(), ws));
 }
 
 }  // namespace

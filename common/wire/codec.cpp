@@ -529,21 +529,4 @@ Message decode(std::span<const uint8_t> frame, const Limits& limits) {
   throw WireError("envelope.message", fmt::format("type {} is empty or unknown", num(env.message_type())));
 }
 
-model::Hidden stack(std::span<const Activation> batch) {
-  if (batch.empty()) throw WireError("batch", "is empty");
-  model::Hidden h;
-  h.depth = batch.front().split_layer();
-  int hidden = batch.front().hidden();
-  for (const Activation& a : batch) {
-    check(a.split_layer() == h.depth, "batch.split_layer", "mixes layers {} and {}", h.depth,
-          a.split_layer());
-    check(a.hidden() == hidden, "batch.hidden", "mixes {} and {}", hidden, a.hidden());
-    h.tokens = std::max(h.tokens, a.tokens());
-    h.lengths.push_back(a.tokens());
-  }
-  h.x.resize(static_cast<Eigen::Index>(batch.size()) * h.tokens, hidden);
-  for (int b = 0; b < h.batch(); ++b) batch[static_cast<std::size_t>(b)].decode_into(h.sample(b));
-  return h;
-}
-
 }  // namespace ee::wire

@@ -182,8 +182,4 @@ using Message = std::variant<Hello, Activation, Result, Close>;
 // decoded activation value lies within +-kMaxActivation.
 Message decode(std::span<const uint8_t> frame, const Limits& limits);
 
-// Stacks activations that share one split layer into a batch (what the cloud runs), padded to the longest
-// sample. Throws WireError if the split layers or hidden sizes differ.
-model::Hidden stack(std::span<const Activation> batch);
-
 }  // namespace ee::wire

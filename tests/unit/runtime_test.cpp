@@ -258,5 +258,36 @@ TEST_F(TextModel, AppendRepadsToTheLongerSampleAndAnswersAsAlone) {
   }
 }
 
+wire::Activation received(const wire::Encoded& e, const wire::Limits& limits) {
+  return std::get<wire::Activation>(wire::decode(e.span(), limits));
+}
+
+TEST_F(TextModel, DecodeStacksRequestsIntoOnePaddedBatchAtTheirSplitLayer) {
+  const wire::Limits limits = wire::Limits::for_model(model->config(), model->hash());
+  wire::ActivationMeta meta;
+  meta.model_hash = limits.model_hash;
+  meta.split_layer = 3;
+  const model::Matrix x0 = model::Matrix::Random(17, 128), x1 = model::Matrix::Random(6, 128);
+  const wire::Activation a0 = received(wire::encode_activation(meta, x0, {wire::DType::f32}), limits);
+  const wire::Activation a1 =
+      received(wire::encode_activation(meta, x1, {wire::DType::f32, wire::Compression::zstd}), limits);
+  const wire::Activation* requests[] = {&a0, &a1};
+  std::vector<Sample> samples(2);
+  samples[1].request_id = 9;
+  const Batch b = Batch::decode(requests, samples);
+  EXPECT_EQ(b.depth(), 3);
+  EXPECT_EQ(b.tokens(), 17);
+  EXPECT_EQ(b.hidden().lengths, (std::vector<int>{17, 6}));
+  EXPECT_EQ(b.rows(0), x0);
+  EXPECT_EQ(b.rows(1), x1);
+  EXPECT_EQ(b.sample(1).request_id, 9u);
+  EXPECT_TRUE(b.hidden().sample(1).bottomRows(11).isZero(0));
+
+  meta.split_layer = 2;
+  const wire::Activation other = received(wire::encode_activation(meta, x1, {wire::DType::f32}), limits);
+  const wire::Activation* mixed[] = {&a0, &other};
+  EXPECT_THROW(Batch::decode(mixed, samples), wire::WireError);
+}
+
 }  // namespace
 }  // namespace ee::runtime

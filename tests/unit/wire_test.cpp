@@ -308,29 +308,6 @@ TEST(Activation, DecodeIntoRejectsABlockOfTheWrongShape) {
   expect_wire_error([&] { a.decode_into(short_block); }, "decode_into.out", "block is 4 x 64");
 }
 
-TEST(Activation, StackBuildsAPaddedBatchAtTheSplitLayer) {
-  const Matrix x0 = hidden_state(17, kHidden, 1), x1 = hidden_state(6, kHidden, 2);
-  const Encoded e0 = encode_activation(meta(3), x0, {DType::f32});
-  const Encoded e1 = encode_activation(meta(3), x1, {DType::f32, Compression::zstd});
-  const std::vector<Activation> batch{decode_activation(e0), decode_activation(e1)};
-  const model::Hidden h = stack(batch);
-  EXPECT_EQ(h.depth, 3);
-  EXPECT_EQ(h.tokens, 17);
-  EXPECT_EQ(h.lengths, (std::vector<int>{17, 6}));
-  ASSERT_EQ(h.x.rows(), 34);
-  EXPECT_EQ(Matrix(h.sample(0)), x0);
-  EXPECT_EQ(Matrix(h.sample(1).topRows(6)), x1);
-  EXPECT_TRUE(h.sample(1).bottomRows(11).isZero(0));
-}
-
-TEST(Activation, StackRefusesMixedSplitLayers) {
-  const Encoded e0 = encode_activation(meta(2), hidden_state(3), {DType::i8});
-  const Encoded e1 = encode_activation(meta(3), hidden_state(3), {DType::i8});
-  const std::vector<Activation> batch{decode_activation(e0), decode_activation(e1)};
-  expect_wire_error([&] { stack(batch); }, "batch.split_layer", "2 and 3");
-  expect_wire_error([&] { stack({}); }, "batch");
-}
-
 // ---- semantic rejections -----------------------------------------------------------------------------
 
 // Every field of an Activation, settable to anything the schema can carry (valid or not).
