@@ -17,14 +17,6 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
-using TlsSocket = asio::ssl::stream<tcp::socket>;
-
-template <class Stream>
-constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
-
-std::shared_ptr<const std::vector<uint8_t>> frame_of(const wire::Encoded& e) {
-  return std::make_shared<const std::vector<uint8_t>>(e.span().begin(), e.span().end());
-}
 
 template <class Stream>
 class Session final : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
@@ -35,7 +27,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         peer_(endpoint_string(socket)),
         timer_(socket.get_executor()),
         age_timer_(socket.get_executor()) {
-    if constexpr (kTls<Stream>) {
+    if constexpr (net::kIsTls<Stream>) {
       channel_.emplace(channel_options(*context_), std::move(socket), *context_->tls);
     } else {
       channel_.emplace(channel_options(*context_), std::move(socket));
@@ -47,7 +39,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void start() {
-    if constexpr (kTls<Stream>) {
+    if constexpr (net::kIsTls<Stream>) {
       timer_.expires_after(options_.handshake_timeout);
       timer_.async_wait([self = this->shared_from_this()](error_code ec) {
         if (ec) return;
@@ -85,7 +77,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void on_handshake(error_code ec) {
     timer_.cancel();
     if (ec) {
-      if constexpr (kTls<Stream>) {
+      if constexpr (net::kIsTls<Stream>) {
         const net::TlsFailure why = handshake_timed_out_
                                         ? net::TlsFailure::timeout
                                         : net::classify_handshake_failure(channel_->stream(), ec);
@@ -95,7 +87,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       channel_->close();
       return;
     }
-    if constexpr (kTls<Stream>) edge_ = net::peer_common_name(channel_->stream().native_handle());
+    if constexpr (net::kIsTls<Stream>) edge_ = net::peer_common_name(channel_->stream().native_handle());
     counted_ = true;
     context_->metrics.connections.inc();
     if (options_.max_connection_age.count() > 0) {
@@ -210,7 +202,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void send(const wire::Encoded& e) {
-    if (auto ec = channel_->send(frame_of(e), {})) {
+    if (auto ec = channel_->send(e.shared(), {})) {
       // The queue is sized for every request in flight, so this is a peer that stopped reading.
       spdlog::info("{} ({}): cannot send: {}", peer_, edge_, ec.message());
       channel_->close();
@@ -247,7 +239,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (closing_) return channel_->close();
     closing_ = true;
     draining_ = true;
-    const auto frame = frame_of(wire::encode(wire::Close{status, reason}));
+    const auto frame = wire::encode(wire::Close{status, reason}).shared();
     auto hang_up = [self = this->shared_from_this()](error_code) { self->shutdown(); };
     if (channel_->send(frame, hang_up)) channel_->close();
   }
@@ -255,7 +247,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void shutdown() {
     if (shut_) return;
     shut_ = true;
-    if constexpr (kTls<Stream>) {
+    if constexpr (net::kIsTls<Stream>) {
       timer_.expires_after(options_.write_timeout);
       timer_.async_wait([self = this->shared_from_this()](error_code ec) {
         if (!ec) self->channel_->close();
@@ -321,7 +313,7 @@ void Server::on_accept(error_code ec, tcp::socket socket) {
     } else {
       socket.set_option(tcp::no_delay(true), ec);
       if (context_->tls) {
-        auto s = std::make_shared<Session<TlsSocket>>(context_, std::move(socket));
+        auto s = std::make_shared<Session<net::TlsSocket>>(context_, std::move(socket));
         sessions_.push_back(s);
         s->start();
       } else {

@@ -119,7 +119,7 @@ std::vector<Prepared> prepare(const model::MultiExitModel& model, const sim::Eva
         meta.deadline = std::chrono::microseconds(static_cast<int64_t>(f.deadline_ms * 1000));
         meta.exit = b.sample(i).exit;
         const wire::Encoded e = wire::encode_activation(meta, b.rows(i), enc);
-        p.frame = std::make_shared<const std::vector<uint8_t>>(e.span().begin(), e.span().end());
+        p.frame = e.shared();
         if (f.verify) {
           const wire::Message m = wire::decode(e.span(), limits);
           const auto& a = std::get<wire::Activation>(m);

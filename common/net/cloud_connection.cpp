@@ -21,14 +21,6 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
-using TlsSocket = asio::ssl::stream<tcp::socket>;
-
-template <class Stream>
-constexpr bool kTls = std::is_same_v<Stream, TlsSocket>;
-
-CloudConnection::Frame frame_of(const wire::Encoded& e) {
-  return std::make_shared<const std::vector<uint8_t>>(e.span().begin(), e.span().end());
-}
 
 template <class Stream>
 class Connection final : public CloudConnection, public std::enable_shared_from_this<Connection<Stream>> {
@@ -96,7 +88,7 @@ class Connection final : public CloudConnection, public std::enable_shared_from_
     return c;
   }
   Stream make_stream() {
-    if constexpr (kTls<Stream>) {
+    if constexpr (kIsTls<Stream>) {
       return Stream(strand_, *tls_);
     } else {
       return Stream(strand_);
@@ -114,7 +106,7 @@ class Connection final : public CloudConnection, public std::enable_shared_from_
     if (ec) return fail_connect("cannot connect to " + host_ + ": " + ec.message());
     error_code ignored;
     channel_.stream().lowest_layer().set_option(tcp::no_delay(true), ignored);
-    if constexpr (kTls<Stream>) {
+    if constexpr (kIsTls<Stream>) {
       set_server_name(channel_.stream(), host_);
       channel_.stream().async_handshake(asio::ssl::stream_base::client,
                                         [self = this->shared_from_this()](error_code e) { self->on_tls(e); });
@@ -126,11 +118,11 @@ class Connection final : public CloudConnection, public std::enable_shared_from_
   void on_tls(error_code ec) {
     if (ec) {
       std::string why = ec.message();
-      if constexpr (kTls<Stream>)
+      if constexpr (kIsTls<Stream>)
         why = std::string(to_string(classify_handshake_failure(channel_.stream(), ec))) + ": " + why;
       return fail_connect("TLS handshake with " + host_ + " failed (" + why + ")");
     }
-    if (auto e = channel_.send(frame_of(wire::encode(ours_)), {})) return fail_connect(e.message());
+    if (auto e = channel_.send(wire::encode(ours_).shared(), {})) return fail_connect(e.message());
     channel_.async_read([self = this->shared_from_this()](error_code e, std::span<const uint8_t> frame) {
       self->on_hello(e, frame);
     });
@@ -229,7 +221,7 @@ class Connection final : public CloudConnection, public std::enable_shared_from_
   void say_goodbye() {
     if (!channel_.is_open()) return;
     auto hang_up = [self = this->shared_from_this()](error_code) { self->end("closed by the edge"); };
-    if (channel_.send(frame_of(wire::encode(wire::Close{wire::Status::shutdown, "edge closing"})), hang_up))
+    if (channel_.send(wire::encode(wire::Close{wire::Status::shutdown, "edge closing"}).shared(), hang_up))
       end("closed by the edge");
   }
 

@@ -5,13 +5,16 @@
 // Policy, both sides: TLS 1.2 and 1.3 only, forward-secret AEAD cipher suites, the peer's chain and validity
 // dates verified by OpenSSL against one CA file. The server requires a client certificate; the client checks
 // that the server's certificate names the host it dialled (set per connection: set_server_name).
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/system/error_code.hpp>
 #include <concepts>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace ee::net {
 
@@ -21,6 +24,12 @@ struct TlsFiles {
   std::filesystem::path key;
   std::filesystem::path ca;
 };
+
+// The daemons' TLS stream, and whether a session's stream is it (sessions are templates over it and the
+// plaintext socket of --insecure).
+using TlsSocket = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+template <class Stream>
+inline constexpr bool kIsTls = std::is_same_v<Stream, TlsSocket>;
 
 // A file that is missing, unreadable or not what it should be, an own certificate outside its validity dates,
 // or a key that does not belong to the certificate. what() names the file(s) and OpenSSL's reason.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -126,6 +127,10 @@ class Encoded {
   explicit Encoded(flatbuffers::DetachedBuffer buffer) : buffer_(std::move(buffer)) {}
   std::span<const uint8_t> span() const { return {buffer_.data(), buffer_.size()}; }
   std::size_t size() const { return buffer_.size(); }
+  // A shared copy, the form a FrameChannel queues (it stays alive while it is written).
+  std::shared_ptr<const std::vector<uint8_t>> shared() const {
+    return std::make_shared<const std::vector<uint8_t>>(span().begin(), span().end());
+  }
 
  private:
   flatbuffers::DetachedBuffer buffer_;
