@@ -18,6 +18,8 @@ packages=(
   clang-14 libclang-rt-14-dev
   # Python: training, export, peer benchmarks, plots
   python3 python3-torch python3-numpy python3-matplotlib python3-onnx
+  # benchmarks of the daemons (bench/cloud_bench.sh polls /readyz)
+  curl
   # profiling the engine (docs/ENGINE.md)
   linux-perf
   # development certificates (deploy/gen-certs.sh, the TLS tests)
